@@ -1,0 +1,66 @@
+"""Default configuration: every field of DVD-GAN, one comment each.
+
+Other configs start from this one and override what their setting needs. Fields the paper
+leaves open carry the decision recorded in DESIGN.md, and can be switched from the command
+line (`--config.model.ch=64`). The model reads its frame count, resolution and number of
+conditioning frames through references to the data fields, so one override changes both.
+"""
+
+import ml_collections
+
+
+def get_config():
+    config = ml_collections.ConfigDict()
+    config.seed = 0  # Root of every random stream: init, z, data order, D_S frame choice.
+    config.batch_size = 512  # Global batch (all hosts and devices together), per D or G update.
+
+    data = config.data = ml_collections.ConfigDict()
+    data.dataset = "kinetics600"  # Registered TFDS name (see README, Data).
+    data.builder_config = "128"  # TFDS builder config, e.g. the stored short side for Kinetics.
+    data.data_dir = ml_collections.config_dict.placeholder(str)  # TFDS data dir; None: default.
+    data.train_split = "train"  # Split to train on (TFDS split syntax, e.g. 'train+test').
+    data.eval_split = "validation"  # Split that evaluation compares against.
+    data.num_frames = 12  # Frames per clip T, conditioning frames included.
+    data.resolution = 64  # Square frame size H = W fed to the model.
+    data.num_conditioning_frames = 0  # C frames given to DVD-GAN-FP; 0 for synthesis.
+    data.frame_stride = 2  # Take every n-th stored frame (2 for synthesis, 1 for prediction).
+    data.random_flip = False  # Random horizontal flip of whole clips during training.
+    data.num_workers = 8  # Decoding threads per host.
+    data.prefetch_batches = 4  # Batches decoded ahead of the train step per host.
+
+    model = config.model = ml_collections.ConfigDict()
+    model.num_frames = data.get_ref("num_frames")  # Linked: T of the videos D sees.
+    model.resolution = data.get_ref("resolution")  # Linked: output frame size.
+    model.num_conditioning_frames = data.get_ref("num_conditioning_frames")  # Linked: C.
+    model.num_classes = 600  # Classes for G's embedding and D's projection; 0: unconditional.
+    model.z_dim = 120  # Latent size; z ~ N(0, I) during training.
+    model.class_embedding_dim = 120  # Size of G's class embedding e(y).
+    model.ch = 128  # Generator base width (uncertain in the paper).
+    model.d_ch = 128  # Base width of both discriminators.
+    # Per-resolution channel multipliers; None picks DESIGN.md's table for the resolution.
+    model.g_channel_multipliers = ml_collections.config_dict.placeholder(tuple)
+    model.d_channel_multipliers = ml_collections.config_dict.placeholder(tuple)  # For D_S.
+    model.dt_channel_multipliers = ml_collections.config_dict.placeholder(tuple)  # For D_T.
+    model.g_upsample = "bilinear"  # G's x2 upsampling: 'bilinear' (paper figure) or 'nearest'.
+    model.gru_kernel_size = 3  # ConvGRU kernel size.
+    model.k_frames = 8  # Frames D_S samples per video.
+    model.temporal_d_input = "avg2x2"  # phi: identity, avg2x2, avg4x4 or random_half_crop.
+    model.temporal_d_3d_blocks = 2  # Leading 3D residual blocks of D_T.
+    model.temporal_d_time_pooling = True  # D_T's 3D blocks also pool x2 in time.
+    model.bn_momentum = 0.99  # Running-average decay of G's BatchNorm statistics.
+    model.bn_epsilon = 1e-5  # BatchNorm variance epsilon.
+    model.spectral_norm_steps = 1  # Power iterations per forward pass.
+    model.g_class_embedding_spectral_norm = False  # SN on G's lookup table (BigGAN: off).
+    model.dtype = "float32"  # Compute dtype ('bfloat16' for mixed precision); params stay f32.
+
+    train = config.train = ml_collections.ConfigDict()
+    train.num_steps = 300_000  # G updates (each preceded by d_steps D updates).
+    train.d_steps = 2  # Discriminator updates per generator update.
+    train.g_learning_rate = 1e-4  # Adam learning rate of G.
+    train.d_learning_rate = 5e-4  # Adam learning rate of D_S and D_T together.
+    train.adam_b1 = 0.0  # Adam beta1.
+    train.adam_b2 = 0.999  # Adam beta2.
+    train.adam_eps = 1e-8  # Adam epsilon (uncertain).
+    train.ema_decay = 0.9999  # Decay of the EMA of G's weights used for samples and eval.
+    train.ema_start = 20_000  # Step from which the EMA averages; before it copies G.
+    return config

@@ -1,0 +1,1 @@
+"""DVD-GAN in JAX/Flax: models, losses, data, training, evaluation and sampling."""

@@ -1,0 +1,103 @@
+"""Builds the three networks from a model config and initialises them."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from dvd_gan.models.architecture import discriminator_multipliers, generator_multipliers
+from dvd_gan.models.discriminators import SpatialDiscriminator, TemporalDiscriminator
+from dvd_gan.models.generator import Generator
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def build(model_config: ml_collections.ConfigDict):
+    """Returns `(generator, spatial_d, temporal_d)` as unbound Flax modules."""
+    if model_config.dtype not in DTYPES:
+        raise ValueError(f"model.dtype={model_config.dtype!r}; use one of {sorted(DTYPES)}.")
+    dtype = DTYPES[model_config.dtype]
+    resolution = model_config.resolution
+    if model_config.num_conditioning_frames >= model_config.num_frames:
+        raise ValueError(
+            f"num_conditioning_frames={model_config.num_conditioning_frames} leaves no frame to "
+            f"generate out of num_frames={model_config.num_frames}."
+        )
+    d_multipliers = discriminator_multipliers(resolution, model_config.d_channel_multipliers)
+    dt_multipliers = discriminator_multipliers(
+        resolution, model_config.dt_channel_multipliers or d_multipliers, "dt_channel_multipliers"
+    )
+    common = dict(
+        num_frames=model_config.num_frames,
+        resolution=resolution,
+        num_classes=model_config.num_classes,
+        sn_steps=model_config.spectral_norm_steps,
+        dtype=dtype,
+    )
+    generator = Generator(
+        ch=model_config.ch,
+        channel_multipliers=generator_multipliers(resolution, model_config.g_channel_multipliers),
+        conditioning_multipliers=d_multipliers,
+        z_dim=model_config.z_dim,
+        class_embedding_dim=model_config.class_embedding_dim,
+        num_conditioning_frames=model_config.num_conditioning_frames,
+        gru_kernel_size=model_config.gru_kernel_size,
+        upsample_method=model_config.g_upsample,
+        bn_momentum=model_config.bn_momentum,
+        bn_epsilon=model_config.bn_epsilon,
+        class_embedding_spectral_norm=model_config.g_class_embedding_spectral_norm,
+        **common,
+    )
+    spatial_d = SpatialDiscriminator(
+        block_widths=tuple(model_config.d_ch * m for m in d_multipliers),
+        k_frames=model_config.k_frames,
+        num_conditioning_frames=model_config.num_conditioning_frames,
+        **common,
+    )
+    temporal_d = TemporalDiscriminator(
+        block_widths=tuple(model_config.d_ch * m for m in dt_multipliers),
+        input_transform=model_config.temporal_d_input,
+        num_3d_blocks=model_config.temporal_d_3d_blocks,
+        time_pooling=model_config.temporal_d_time_pooling,
+        **common,
+    )
+    return generator, spatial_d, temporal_d
+
+
+def example_inputs(model_config: ml_collections.ConfigDict, batch_size: int):
+    """Zero inputs of the right shapes: z [B, z_dim], labels [B], videos [B, T, H, W, 3] and
+    conditioning [B, C, H, W, 3] (None when C == 0)."""
+    size = model_config.resolution
+    c = model_config.num_conditioning_frames
+    videos = jnp.zeros((batch_size, model_config.num_frames, size, size, 3), jnp.float32)
+    return dict(
+        z=jnp.zeros((batch_size, model_config.z_dim), jnp.float32),
+        labels=jnp.zeros((batch_size,), jnp.int32),
+        videos=videos,
+        conditioning=videos[:, :c] if c else None,
+    )
+
+
+def init(model_config: ml_collections.ConfigDict, rng, batch_size: int = 1):
+    """Initial variables `(g_vars, ds_vars, dt_vars)` of the three networks."""
+    generator, spatial_d, temporal_d = build(model_config)
+    x = example_inputs(model_config, batch_size)
+    g_key, ds_key, dt_key, frames_key = jax.random.split(rng, 4)
+    g_vars = generator.init(
+        {"params": g_key}, x["z"], x["labels"], conditioning=x["conditioning"], train=False
+    )
+    ds_vars = spatial_d.init(
+        {"params": ds_key, "frames": frames_key}, x["videos"], x["labels"], train=False
+    )
+    dt_vars = temporal_d.init(
+        {"params": dt_key, "frames": frames_key}, x["videos"], x["labels"], train=False
+    )
+    return g_vars, ds_vars, dt_vars
+
+
+def count_parameters(model_config: ml_collections.ConfigDict) -> dict[str, int]:
+    """Trainable parameter counts of G, D_S and D_T, from shapes alone (nothing allocated)."""
+    shapes = jax.eval_shape(lambda key: init(model_config, key), jax.random.key(0))
+    return {
+        name: sum(leaf.size for leaf in jax.tree_util.tree_leaves(variables["params"]))
+        for name, variables in zip(("G", "D_S", "D_T"), shapes, strict=True)
+    }

@@ -1,0 +1,339 @@
+"""The three networks and the FP conditioning stack against DESIGN.md section 1."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import tiny_config
+
+from dvd_gan import losses, models
+from dvd_gan.models.conv_gru import _ConvGRURecurrence
+from dvd_gan.models.layers import SPECTRAL_STATS, upsample_2x
+
+KEY = jax.random.key(0)
+
+
+def jit_apply(module, **static):
+    """`module.apply` jitted with static keyword arguments (train, mutable, method, ...)."""
+    return jax.jit(functools.partial(module.apply, **static))
+
+
+def _generator_vars(config, batch_size=2):
+    generator = models.build(config.model)[0]
+    x = models.example_inputs(config.model, batch_size)
+    variables = generator.init(KEY, x["z"], x["labels"], conditioning=x["conditioning"])
+    return generator, variables
+
+
+# Compiles dominate on the CPU, so the tests share a few initialised generators.
+GENERATOR_CONFIGS = {
+    "unconditional_16x12": dict(resolution=16, num_frames=12, ch=1),
+    "conditional_16x5": dict(resolution=16, num_frames=5, num_classes=3),
+    "prediction_16x6": dict(resolution=16, num_frames=6, num_conditioning_frames=2, num_classes=3),
+    "prediction_64x5": dict(resolution=64, num_frames=5, num_conditioning_frames=2, ch=1),
+    "conditional_128x2": dict(resolution=128, num_frames=2, num_classes=3, ch=1),
+    "conditional_256x2": dict(resolution=256, num_frames=2, num_classes=3, ch=1),
+}
+
+
+@pytest.fixture(scope="module")
+def generators():
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            config = tiny_config(**GENERATOR_CONFIGS[name])
+            cache[name] = (config, *_generator_vars(config))
+        return cache[name]
+
+    return get
+
+
+def _z(batch_size, seed=1):
+    return jax.random.normal(jax.random.key(seed), (batch_size, 120))
+
+
+@pytest.mark.parametrize(
+    "name", ["unconditional_16x12", "conditional_16x5", "conditional_128x2", "conditional_256x2"]
+)
+def test_generator_output_shape_and_range(generators, name):
+    config, generator, variables = generators(name)
+    videos = jit_apply(generator, train=False)(variables, _z(2), jnp.array([0, 2]))
+    size, num_frames = config.data.resolution, config.data.num_frames
+    assert videos.shape == (2, num_frames, size, size, 3)
+    assert videos.dtype == jnp.float32
+    assert bool(jnp.all(jnp.isfinite(videos)))
+    assert float(jnp.max(jnp.abs(videos))) <= 1.0
+    assert float(jnp.std(videos)) > 0.0
+
+
+@pytest.mark.parametrize("name", ["prediction_16x6", "prediction_64x5"])
+def test_prediction_generator_makes_the_remaining_frames(generators, name):
+    config, generator, variables = generators(name)
+    size, num_frames = config.data.resolution, config.data.num_frames
+    frames = jax.random.uniform(KEY, (2, 2, size, size, 3), minval=-1, maxval=1)
+    apply = jit_apply(generator, train=False)
+    labels = jnp.array([0, 1])
+    videos = apply(variables, _z(2), labels, conditioning=frames)
+    assert videos.shape == (2, num_frames - 2, size, size, 3)
+    assert float(jnp.max(jnp.abs(videos))) <= 1.0
+    other = apply(variables, _z(2), labels, conditioning=-frames)
+    assert not np.allclose(videos, other), "the conditioning frames must change the output"
+    with pytest.raises(ValueError, match="conditioning frames shaped"):
+        generator.apply(variables, _z(2), labels, train=False)
+
+
+def test_generator_batch_norm_statistics_are_per_time_step(generators):
+    _, generator, variables = generators("conditional_16x5")
+    stats = jax.tree_util.tree_leaves_with_path(variables["batch_stats"])
+    assert len(stats) >= 2 * (2 * 2 * 2 + 1)  # mean+var per CBN (2 per block) and the head
+    for path, leaf in stats:
+        assert leaf.ndim == 2 and leaf.shape[0] == 5, (jax.tree_util.keystr(path), leaf.shape)
+    apply = jit_apply(generator, train=True, mutable=["batch_stats", SPECTRAL_STATS])
+    _, updated = apply(variables, _z(4), jnp.array([0, 1, 0, 1]))
+    mean = updated["batch_stats"]["head_bn"]["bn"]["mean"]
+    assert not np.allclose(mean[0], mean[-1]), "per-step statistics must differ between steps"
+
+
+def _videos(config, batch_size, seed=3):
+    shape = (batch_size, config.data.num_frames, config.data.resolution, config.data.resolution, 3)
+    return jax.random.uniform(jax.random.key(seed), shape, minval=-1, maxval=1)
+
+
+def _discriminator_vars(config, spatial_d, temporal_d, batch_size=2):
+    x = models.example_inputs(config.model, batch_size)
+    rngs = {"params": KEY, "frames": KEY}
+    return (
+        spatial_d.init(rngs, x["videos"], x["labels"]),
+        temporal_d.init(rngs, x["videos"], x["labels"]),
+    )
+
+
+def _frames_with_gradient(grad):
+    return np.asarray(jnp.any(grad != 0, axis=(2, 3, 4)))  # [B, T]
+
+
+@pytest.mark.parametrize("num_conditioning_frames", [0, 2])
+def test_spatial_discriminator_sees_k_distinct_full_resolution_frames(num_conditioning_frames):
+    config = tiny_config(
+        16, num_frames=7, num_conditioning_frames=num_conditioning_frames, num_classes=3, k_frames=3
+    )
+    _, spatial_d, _ = models.build(config.model)
+    videos, labels = _videos(config, 4), jnp.array([0, 1, 2, 1])
+    variables = spatial_d.init({"params": KEY, "frames": KEY}, videos, labels)
+
+    score = jax.jit(lambda v, key: spatial_d.apply(variables, v, labels, rngs={"frames": key}))
+    score_grad = jax.jit(jax.grad(lambda v, key: jnp.sum(score(v, key))))
+    per_frame_scores = jit_apply(spatial_d, method=lambda m, f, y: m.scorer(f, y, False))
+    seen = np.zeros(7, bool)
+    for seed in range(6):
+        key = jax.random.key(seed)
+        grad = score_grad(videos, key)
+        used = _frames_with_gradient(grad)
+        np.testing.assert_array_equal(used.sum(axis=1), 3)  # exactly k distinct frames each
+        assert not used[:, :num_conditioning_frames].any(), "D_S must skip conditioning frames"
+        seen |= used.any(axis=0)
+
+        # D_S(x) is the sum of the per-frame scores of exactly those frames.
+        index = np.stack([np.flatnonzero(row) for row in used])  # [B, k]
+        frames = jnp.take_along_axis(videos, index[:, :, None, None, None], axis=1)
+        per_frame = per_frame_scores(
+            variables, frames.reshape((-1,) + frames.shape[2:]), jnp.repeat(labels, 3)
+        )
+        np.testing.assert_allclose(
+            score(videos, key), per_frame.reshape(4, 3).sum(axis=1), rtol=1e-5, atol=1e-5
+        )
+    assert seen[num_conditioning_frames:].all(), "every generated frame gets sampled"
+
+    # Full resolution: a pattern invisible after 2x2 pooling still changes D_S.
+    pattern = _zero_sum_2x2_pattern(videos.shape)
+    before = score(videos, KEY)
+    after = score(videos + pattern, KEY)
+    assert np.max(np.abs(before - after)) > 1e-3
+
+
+def _zero_sum_2x2_pattern(shape, seed=5):
+    """Random amplitudes per 2x2 block times [[1, -1], [-1, 1]]: every block sums to zero."""
+    b, t, h, w, c = shape
+    amplitude = jax.random.uniform(jax.random.key(seed), (b, t, h // 2, w // 2, c))
+    amplitude = jnp.repeat(jnp.repeat(amplitude, 2, axis=2), 2, axis=3)
+    sign = jnp.array([[1.0, -1.0], [-1.0, 1.0]])
+    return amplitude * jnp.tile(sign, (h // 2, w // 2))[None, None, :, :, None]
+
+
+def test_temporal_discriminator_depends_on_video_only_through_2x2_pooling():
+    config = tiny_config(16, num_frames=8, num_classes=3)
+    _, _, temporal_d = models.build(config.model)
+    videos, labels = _videos(config, 3), jnp.array([0, 1, 2])
+    variables = temporal_d.init({"params": KEY}, videos, labels)
+    pattern = _zero_sum_2x2_pattern(videos.shape)
+    assert float(jnp.max(jnp.abs(pattern))) > 0.1
+    score = jax.jit(lambda v: temporal_d.apply(variables, v, labels))
+    before = score(videos)
+    np.testing.assert_allclose(before, score(videos + pattern), rtol=1e-5, atol=1e-5)
+    # ...while a pattern that survives pooling does change it.
+    shifted = score(videos + jnp.abs(pattern))
+    assert np.max(np.abs(before - shifted)) > 1e-3
+
+
+@pytest.mark.parametrize("phi", ["identity", "avg4x4", "random_half_crop"])
+def test_temporal_discriminator_input_transforms(phi):
+    config = tiny_config(16, num_frames=4, temporal_d_input=phi)
+    _, _, temporal_d = models.build(config.model)
+    videos = _videos(config, 2)
+    rngs = {"params": KEY, "frames": KEY}
+    variables = temporal_d.init(rngs, videos, None)
+    phi_x = temporal_d.apply(variables, videos, method="phi", rngs={"frames": KEY})
+    size = {"identity": 16, "avg4x4": 4, "random_half_crop": 8}[phi]
+    assert phi_x.shape == (2, 4, size, size, 3)
+    if phi == "random_half_crop":  # a crop of the video, at some position
+        crops = [videos[:, :, y : y + 8, x : x + 8] for y in range(9) for x in range(9)]
+        assert any(np.allclose(phi_x[0], crop[0]) for crop in crops)
+    assert temporal_d.apply(variables, videos, None, rngs={"frames": KEY}).shape == (2,)
+
+
+@pytest.mark.parametrize("which", [1, 2])
+def test_spectral_norm_constrains_every_discriminator_layer(which):
+    config = tiny_config(16, num_frames=4, num_classes=3)
+    network = models.build(config.model)[which]
+    videos, labels = _videos(config, 2), jnp.array([0, 2])
+    rngs = {"params": KEY, "frames": KEY}
+    variables = network.init(rngs, videos, labels)
+    update = jit_apply(network, train=True, mutable=[SPECTRAL_STATS])
+    for _ in range(30):  # let the power iteration converge
+        _, state = update(variables, videos, labels, rngs=rngs)
+        variables = {**variables, **state}
+    kernels = [leaf for leaf in jax.tree_util.tree_leaves(variables["params"]) if leaf.ndim >= 2]
+    assert len(kernels) >= 10
+    scaled = {
+        **variables,
+        "params": jax.tree_util.tree_map(
+            lambda p: p * 10.0 if p.ndim >= 2 else p, variables["params"]
+        ),
+    }
+    score = jit_apply(network)
+    before = score(variables, videos, labels, rngs=rngs)
+    after = score(scaled, videos, labels, rngs=rngs)
+    np.testing.assert_allclose(
+        before, after, rtol=1e-3, atol=1e-3 * float(jnp.max(jnp.abs(before)))
+    )
+
+
+def test_gradients_reach_every_parameter(generators):
+    _, generator, g_vars = generators("prediction_16x6")
+    config = tiny_config(**GENERATOR_CONFIGS["prediction_16x6"], k_frames=2)
+    _, spatial_d, temporal_d = models.build(config.model)
+    ds_vars, dt_vars = _discriminator_vars(config, spatial_d, temporal_d)
+    real, labels = _videos(config, 2), jnp.array([1, 2])
+    rngs = {"frames": KEY}
+
+    def fake_video(g_params):
+        generated = generator.apply(
+            {**g_vars, "params": g_params},
+            _z(2),
+            labels,
+            conditioning=real[:, :2],
+            train=True,
+            mutable=["batch_stats", SPECTRAL_STATS],
+        )[0]
+        return jnp.concatenate([real[:, :2], generated], axis=1)
+
+    def g_loss(g_params):
+        video = fake_video(g_params)
+        return losses.generator_loss(
+            spatial_d.apply(ds_vars, video, labels, rngs=rngs),
+            temporal_d.apply(dt_vars, video, labels),
+        )
+
+    def d_scores(d_params):
+        # The scores, not the hinge loss: in the hinge loss the output bias's gradient
+        # cancels exactly between real and fake while every score is inside the margin.
+        video = jnp.concatenate([real, fake_video(g_vars["params"])])
+        ds = {**ds_vars, "params": d_params[0]}
+        dt = {**dt_vars, "params": d_params[1]}
+        both = jnp.concatenate([labels, labels])
+        return jnp.sum(
+            spatial_d.apply(ds, video, both, rngs=rngs) + temporal_d.apply(dt, video, both)
+        )
+
+    g_grads = jax.jit(jax.grad(g_loss))(g_vars["params"])
+    d_grads = jax.jit(jax.grad(d_scores))((ds_vars["params"], dt_vars["params"]))
+    for name, grads in [("G", g_grads), ("D_S", d_grads[0]), ("D_T", d_grads[1])]:
+        for path, grad in jax.tree_util.tree_leaves_with_path(grads):
+            assert float(jnp.max(jnp.abs(grad))) > 0, f"{name}{jax.tree_util.keystr(path)}"
+    assert "conditioning" in g_grads and "class_embedding" in g_grads
+
+
+def _reference_gru(params, x_seq, h0):
+    """The ConvGRU equations written directly on concatenated inputs."""
+
+    def conv(x, k):
+        return jax.lax.conv_general_dilated(
+            x, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+
+    h, outputs = h0, []
+    for t in range(x_seq.shape[1]):
+        x = x_seq[:, t]
+        hx = jnp.concatenate([h, x], -1)
+        r = jax.nn.sigmoid(conv(hx, params["reset_kernel"]) + params["reset_bias"])
+        u = jax.nn.sigmoid(conv(hx, params["update_kernel"]) + params["update_bias"])
+        xrh = jnp.concatenate([x, r * h], -1)
+        c = jax.nn.relu(conv(xrh, params["candidate_kernel"]) + params["candidate_bias"])
+        h = u * h + (1 - u) * c
+        outputs.append(h)
+    return jnp.stack(outputs, 1)
+
+
+@pytest.mark.parametrize("constant_input,zero_state", [(False, False), (True, True)])
+def test_conv_gru_matches_the_equations(constant_input, zero_state):
+    recurrence = _ConvGRURecurrence(features=5, kernel_size=3, dtype=jnp.float32)
+    x = jax.random.normal(jax.random.key(1), (2, 4, 6, 6, 3))
+    h0 = jnp.zeros((2, 6, 6, 5)) if zero_state else jax.random.normal(KEY, (2, 6, 6, 5))
+    x_in = x[:, 0] if constant_input else x
+    params = recurrence.init(KEY, x_in, h0, 4)["params"]
+    params = jax.tree_util.tree_map(lambda p: p + 0.1 * jax.random.normal(KEY, p.shape), params)
+    ours = recurrence.apply({"params": params}, x_in, None if zero_state else h0, 4)
+    x_seq = jnp.repeat(x[:, :1], 4, axis=1) if constant_input else x
+    np.testing.assert_allclose(ours, _reference_gru(params, x_seq, h0), rtol=1e-4, atol=1e-5)
+
+
+def test_bilinear_upsampling_matches_jax_image_resize():
+    x = jax.random.normal(KEY, (2, 5, 7, 3))
+    expected = jax.image.resize(x, (2, 10, 14, 3), "bilinear")
+    np.testing.assert_allclose(upsample_2x(x, "bilinear"), expected, rtol=1e-5, atol=1e-6)
+    assert upsample_2x(x, "nearest").shape == (2, 10, 14, 3)
+    with pytest.raises(ValueError, match="bilinear"):
+        upsample_2x(x, "cubic")
+
+
+def test_unconditional_model_ignores_labels_and_rejects_bad_settings(generators):
+    _, generator, variables = generators("unconditional_16x12")
+    apply = jit_apply(generator)
+    a = apply(variables, _z(2), jnp.array([0, 1]))
+    b = apply(variables, _z(2), jnp.array([5, 9]))
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="k_frames"):
+        bad = tiny_config(16, num_frames=4, k_frames=5)
+        models.init(bad.model, KEY)
+    with pytest.raises(ValueError, match="g_channel_multipliers"):
+        models.build(tiny_config(16, g_channel_multipliers=(8, 4)).model)
+    with pytest.raises(ValueError, match="model.dtype"):
+        models.build(tiny_config(16, dtype="float16").model)
+
+
+def test_hinge_losses_on_hand_computed_scores():
+    real = jnp.array([2.0, 0.5, -1.0])
+    fake = jnp.array([-2.0, 0.0, 1.5])
+    # relu(1 - real) = [0, 0.5, 2]: mean 5/6; relu(1 + fake) = [0, 1, 2.5]: mean 7/6.
+    np.testing.assert_allclose(losses.hinge_discriminator_loss(real, fake), 2.0, rtol=1e-6)
+    total, parts = losses.discriminator_loss(real, fake, real + 1.0, fake - 1.0)
+    # Second discriminator: relu(1 - (real + 1)) = [0, 0, 1]; relu(fake) = [0, 0, 1.5].
+    np.testing.assert_allclose(parts["temporal"], 1.0 / 3 + 1.5 / 3, rtol=1e-6)
+    np.testing.assert_allclose(total, 2.0 + 2.5 / 3, rtol=1e-6)
+    np.testing.assert_allclose(losses.generator_adversarial_loss(fake), 0.5 / 3, rtol=1e-6)
+    np.testing.assert_allclose(
+        losses.generator_loss(fake, fake - 1.0), 0.5 / 3 + 3.5 / 3, rtol=1e-6
+    )
