@@ -11,6 +11,7 @@ INSTALL_REQUIRES = [
     "orbax-checkpoint>=0.12",
     "tensorflow-cpu>=2.21",
     "tensorflow-datasets>=4.9.10",
+    "importlib-resources",  # tensorflow-datasets 4.9.10 imports it without declaring it
     "array-record>=0.8",  # random-access storage for the deterministic input pipeline
     "tensorboard>=2.21",  # clu's TensorBoard writer needs it; TF no longer pulls it in
     "ml-collections>=1.1",

@@ -7,7 +7,7 @@ from configs import default
 def get_config():
     config = default.get_config()
     config.data.dataset = "bair_robot_pushing_small"
-    config.data.builder_config = None
+    config.data.builder_config = ""  # the dataset's default TFDS config
     config.data.eval_split = "test"
     config.data.num_frames = 16
     config.data.num_conditioning_frames = 1

@@ -16,7 +16,7 @@ def get_config():
 
     data = config.data = ml_collections.ConfigDict()
     data.dataset = "kinetics600"  # Registered TFDS name (see README, Data).
-    data.builder_config = "128"  # TFDS builder config, e.g. the stored short side for Kinetics.
+    data.builder_config = "128"  # TFDS builder config (Kinetics: stored short side); "": default.
     data.data_dir = ml_collections.config_dict.placeholder(str)  # TFDS data dir; None: default.
     data.train_split = "train"  # Split to train on (TFDS split syntax, e.g. 'train+test').
     data.eval_split = "validation"  # Split that evaluation compares against.

@@ -1,0 +1,91 @@
+"""Prepares a dataset for training: the TFDS build, in the random-access format the input
+pipeline reads, with progress bars, a report of skipped videos and a summary.
+
+    python -m dvd_gan.data.prepare --dataset=kinetics600/128 --manual_dir=/data/kinetics600 \\
+        [--data_dir=gs://bucket/tfds] [--num_workers=32] \\
+        [--beam_pipeline_options=runner=DataflowRunner,project=P,region=R,temp_location=gs://...]
+    python -m dvd_gan.data.prepare --dataset=moving_mnist_local     # embedded, no download
+    python -m dvd_gan.data.prepare --dataset=ucf101/ucf101_1_256     # downloaded by TFDS
+"""
+
+import json
+import sys
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from absl import app, flags
+
+from dvd_gan.data import kinetics
+from dvd_gan.data.pipeline import dataset_fields
+
+_DATASET = flags.DEFINE_string("dataset", None, "TFDS name[/config], e.g. kinetics600/128.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Where TFDS stores datasets (default ~).")
+_MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "A manual download (Kinetics).")
+_NUM_WORKERS = flags.DEFINE_integer(
+    "num_workers", None, "Local decoding processes for Kinetics (default: all cores)."
+)
+_BEAM_OPTIONS = flags.DEFINE_string(
+    "beam_pipeline_options",
+    None,
+    "Build with Apache Beam: comma-separated options, e.g. runner=DirectRunner,"
+    "direct_num_workers=8 (needs `pip install dvd-gan[beam]`).",
+)
+
+
+def _download_config():
+    config = dict(manual_dir=_MANUAL_DIR.value, try_download_gcs=False)
+    if _BEAM_OPTIONS.value:
+        try:
+            from apache_beam.options.pipeline_options import PipelineOptions
+        except ImportError:
+            sys.exit("--beam_pipeline_options needs Apache Beam: pip install 'dvd-gan[beam]'")
+        options = [f"--{option}" for option in _BEAM_OPTIONS.value.split(",") if option]
+        config["beam_options"] = PipelineOptions(options)
+    return tfds.download.DownloadConfig(**config)
+
+
+def _directory_size(path: str) -> int:
+    return sum(
+        tf.io.gfile.stat(f"{directory}/{name}").length
+        for directory, _, files in tf.io.gfile.walk(path)
+        for name in files
+    )
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    name = _DATASET.value
+    dataset_fields(name.split("/")[0])
+    builder_kwargs = dict(data_dir=_DATA_DIR.value, file_format="array_record")
+    is_kinetics = name.startswith("kinetics")
+    if is_kinetics:
+        if not _MANUAL_DIR.value:
+            sys.exit(f"{name} is built from your download: pass --manual_dir.\n{kinetics.__doc__}")
+        builder_kwargs["num_workers"] = _NUM_WORKERS.value
+    builder = tfds.builder(name, **builder_kwargs)
+    if builder.is_prepared():
+        print(f"{name} is already prepared in {builder.data_dir}.")
+    else:
+        builder.download_and_prepare(download_config=_download_config())
+    summary = {
+        "dataset": name,
+        "data_dir": builder.data_dir,
+        "file_format": builder.info.file_format.value,
+        "examples": {split: info.num_examples for split, info in builder.info.splits.items()},
+        "size_bytes": _directory_size(builder.data_dir),
+    }
+    if is_kinetics:
+        reports = kinetics.read_skip_reports(builder.data_dir, builder.info.splits)
+        summary["skipped"] = {split: dict(counts) for split, counts in reports.items()}
+        total = sum(sum(c.values()) for c in reports.values())
+        print(f"Skipped {total} videos (listed in {builder.data_dir}/skipped-*.tsv):")
+        for split, counts in reports.items():
+            reasons = ", ".join(f"{n} {r}" for r, n in sorted(counts.items())) or "none"
+            print(f"  {split}: {reasons}")
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    flags.mark_flag_as_required("dataset")
+    app.run(main)

@@ -1,0 +1,206 @@
+"""The embedded Moving MNIST, the input pipeline, TFDS's UCF-101/BAIR through the pipeline,
+and the prepare and benchmark commands."""
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from conftest import tiny_config
+
+from dvd_gan.data import moving_mnist
+from dvd_gan.data.pipeline import ClipPipeline
+
+
+def _data_config(data_dir, **fields):
+    config = tiny_config().data
+    config.builder_config = "small"
+    config.data_dir = data_dir
+    for name, value in fields.items():
+        setattr(config, name, value)
+    return config
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """moving_mnist_local/small built here, offline, by the prepare command."""
+    path = str(tmp_path_factory.mktemp("tfds"))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dvd_gan.data.prepare",
+            "--dataset=moving_mnist_local/small",
+            f"--data_dir={path}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["examples"] == {"train": 512, "test": 128}
+    assert summary["file_format"] == "array_record"
+    return path
+
+
+def test_moving_mnist_clips_contain_moving_digits(data_dir):
+    source = tfds.builder("moving_mnist_local/small", data_dir=data_dir).as_data_source("train")
+    assert len(source) == 512
+    spreads = []
+    for i in range(32):
+        video = np.stack(source[i]["video"])[..., 0].astype(np.float64)  # [20, 64, 64]
+        assert video.shape == (20, 64, 64)
+        assert np.all(np.abs(np.diff(video, axis=0)).sum(axis=(1, 2)) > 0), "every frame moves"
+        mass = video.sum(axis=(1, 2))
+        spreads.append((mass.max() - mass.min()) / mass.max())
+        assert video.max() > 200  # real, bright MNIST strokes
+    # Two digits' ink changes only where they overlap (pixel-wise max), never by half.
+    assert max(spreads) < 0.5
+
+
+def test_moving_mnist_digit_mass_is_constant_over_time():
+    images, _ = moving_mnist.load_digits()
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        digits = images[rng.choice(len(images), 2, replace=False)]
+        corners = np.stack([moving_mnist.trajectory(rng, 20) for _ in digits])
+        alone = [
+            moving_mnist.render(d[None], c[None]).sum(axis=(1, 2))
+            for d, c in zip(digits, corners, strict=True)
+        ]
+        for mass in alone:
+            assert np.all(mass == mass[0]) and mass[0] > 0  # never clipped at the border
+        assert np.any(corners[0, 1:] != corners[0, :-1])  # and it moves
+        both = moving_mnist.render(digits, corners).sum(axis=(1, 2))
+        assert np.all(both <= alone[0] + alone[1]) and np.all(both >= np.maximum(*alone))
+
+
+def test_moving_mnist_splits_use_disjoint_digits():
+    _, labels = moving_mnist.load_digits()
+    train, test = (
+        moving_mnist.split_digits(labels, "train"),
+        moving_mnist.split_digits(labels, "test"),
+    )
+    assert len(train) + len(test) == 5000 and not set(train) & set(test)
+    assert set(labels[test]) == set(range(10))
+
+
+def test_pipeline_batches_have_the_configured_shape_dtype_and_range(data_dir):
+    config = _data_config(data_dir, num_frames=6, resolution=32, frame_stride=2)
+    pipeline = ClipPipeline(config, "train", batch_size=5, train=True, seed=3)
+    batch = next(pipeline.batches())
+    assert batch["videos"].shape == (5, 6, 32, 32, 3) and batch["videos"].dtype == np.float32
+    assert batch["videos"].min() >= -1.0 and batch["videos"].max() <= 1.0
+    assert batch["videos"].min() == -1.0 and batch["videos"].max() > 0.5
+    assert batch["labels"].shape == (5,) and batch["labels"].dtype == np.int32
+    as_uint8 = ClipPipeline(config, "train", batch_size=5, train=True, seed=3, output_uint8=True)
+    raw = as_uint8.batch(0)["videos"]
+    assert raw.dtype == np.uint8
+    np.testing.assert_allclose(raw / 127.5 - 1.0, batch["videos"], atol=1e-6)
+
+
+def test_deterministic_mode_repeats_exactly(data_dir):
+    config = _data_config(data_dir, random_flip=True)
+
+    def pipeline(seed=0, process_index=0):
+        return ClipPipeline(
+            config,
+            "train",
+            batch_size=8,
+            train=True,
+            seed=seed,
+            process_index=process_index,
+            process_count=2,
+        )
+
+    first = pipeline()
+    stream = first.batches(start=30)  # crosses the epoch boundary at 256 // 8 = 32
+    batches = [next(stream) for _ in range(4)]
+    again = pipeline()
+    for i, batch in enumerate(batches):
+        np.testing.assert_array_equal(batch["videos"], again.batch(30 + i)["videos"])
+    assert not np.array_equal(batches[0]["videos"], pipeline(seed=1).batch(30)["videos"])
+    assert not np.array_equal(batches[0]["videos"], pipeline(process_index=1).batch(30)["videos"])
+    # Every example once per epoch, in a new order each epoch.
+    epoch = [first._record_index(j) for j in range(256)]
+    assert sorted(epoch) == list(range(256))
+    assert epoch != [first._record_index(j) for j in range(256, 512)]
+
+
+def _clip_hashes(pipeline):
+    return [
+        hashlib.sha1(clip.tobytes()).hexdigest()
+        for batch in pipeline.batches()
+        for clip in batch["videos"]
+    ]
+
+
+def test_two_processes_read_disjoint_slices_that_cover_the_split(data_dir):
+    config = _data_config(data_dir)
+    whole = _clip_hashes(ClipPipeline(config, "test", batch_size=16, train=False))
+    parts = [
+        _clip_hashes(
+            ClipPipeline(
+                config, "test", batch_size=16, train=False, process_index=i, process_count=2
+            )
+        )
+        for i in range(2)
+    ]
+    assert len(whole) == 128 and len(set(whole)) == 128
+    assert len(parts[0]) == len(parts[1]) == 64
+    assert not set(parts[0]) & set(parts[1])
+    assert set(parts[0]) | set(parts[1]) == set(whole)
+
+
+def test_unprepared_dataset_names_the_prepare_command(tmp_path):
+    with pytest.raises(FileNotFoundError, match="dvd_gan.data.prepare --dataset=moving_mnist"):
+        ClipPipeline(_data_config(str(tmp_path)), "train", batch_size=2, train=True)
+    with pytest.raises(ValueError, match="supports"):
+        ClipPipeline(
+            _data_config(str(tmp_path), dataset="imagenet"), "train", batch_size=2, train=True
+        )
+
+
+@pytest.mark.parametrize(
+    "dataset,builder_config,num_frames,num_classes",
+    [("ucf101", "ucf101_1_256", 16, 101), ("bair_robot_pushing_small", None, 16, 0)],
+)
+def test_tfds_video_datasets_through_the_pipeline(dataset, builder_config, num_frames, num_classes):
+    config = _data_config(
+        None,
+        dataset=dataset,
+        builder_config=builder_config,
+        num_frames=num_frames,
+        resolution=32,
+        frame_stride=1,
+    )
+    with tfds.testing.mock_data(num_examples=6, policy=tfds.testing.MockPolicy.USE_CODE):
+        pipeline = ClipPipeline(config, "train", batch_size=4, train=True)
+        batch = pipeline.batch(0)
+    assert pipeline.num_classes == num_classes
+    assert batch["videos"].shape == (4, num_frames, 32, 32, 3)
+    assert batch["videos"].min() >= -1.0 and batch["videos"].max() <= 1.0
+    assert np.all((batch["labels"] >= 0) & (batch["labels"] < max(num_classes, 1)))
+
+
+def test_data_benchmark_command(data_dir):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dvd_gan.data.benchmark",
+            "--config=configs/smoke.py",
+            f"--config.data.data_dir={data_dir}",
+            "--config.data.builder_config=small",
+            "--batches=3",
+            "--warmup=1",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["host_batch_size"] == 4 and report["clips_per_s"] > 0
