@@ -63,4 +63,10 @@ def get_config():
     train.adam_eps = 1e-8  # Adam epsilon (uncertain).
     train.ema_decay = 0.9999  # Decay of the EMA of G's weights used for samples and eval.
     train.ema_start = 20_000  # Step from which the EMA averages; before it copies G.
+    train.log_every = 50  # Steps between logged metrics (and non-finite checks).
+    train.checkpoint_every = 1_000  # Steps between asynchronous checkpoints.
+    train.keep_checkpoints = 3  # Newest checkpoints kept on disk.
+    train.sample_every = 1_000  # Steps between EMA-generator sample grids (GIF, PNG, TB).
+    train.num_samples = 16  # Videos in each sample grid (fixed z, so grids are comparable).
+    train.profile_steps = 0  # Steps captured by a jax.profiler trace after warm-up (0: off).
     return config

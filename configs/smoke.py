@@ -10,7 +10,7 @@ def get_config():
     config = default.get_config()
     config.batch_size = 4
     config.data.dataset = "moving_mnist_local"
-    config.data.builder_config = ""  # the dataset's default TFDS config
+    config.data.builder_config = "small"  # 512 train clips: prepared in seconds
     config.data.eval_split = "test"
     config.data.num_frames = 4
     config.data.resolution = 16

@@ -1,12 +1,14 @@
 """Video files in and out with PyAV (its wheels bundle FFmpeg: no system ffmpeg needed)."""
 
 import dataclasses
+import io
 import math
 import os
 from fractions import Fraction
 
 import av
 import numpy as np
+import tensorflow as tf
 from PIL import Image
 
 
@@ -100,13 +102,29 @@ def write_video(path: str, frames: np.ndarray, fps: float = 25.0, codec: str = "
         container.mux(stream.encode())
 
 
+def write_image(path: str, image: np.ndarray):
+    """Writes a uint8 image [H, W, 3] (PNG, JPEG, ... by the extension); gs:// works too."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format=os.path.splitext(path)[1][1:].upper() or "PNG")
+    with tf.io.gfile.GFile(path, "wb") as f:
+        f.write(buffer.getvalue())
+
+
 def _write_gif(path: str, frames: np.ndarray, fps: float):
     # Pillow rather than FFmpeg: FFmpeg's GIF encoder needs a palette that PyAV's scaler
     # cannot make, and its fixed 3-3-2 colours look poor; Pillow picks a palette per frame.
     images = [Image.fromarray(frame) for frame in frames]
+    buffer = io.BytesIO()
     images[0].save(
-        path, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0
+        buffer,
+        format="GIF",
+        save_all=True,
+        append_images=images[1:],
+        duration=round(1000 / fps),
+        loop=0,
     )
+    with tf.io.gfile.GFile(path, "wb") as f:
+        f.write(buffer.getvalue())
 
 
 def _fraction(fps: float):

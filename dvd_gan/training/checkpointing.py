@@ -1,0 +1,150 @@
+"""Orbax checkpoints of the train state.
+
+Each TrainState field is its own checkpoint item, so a sampler can restore the generator
+and its EMA without the optimizer states. Saves are asynchronous; Orbax writes a step into a
+temporary directory and renames it when complete, and removes old steps (beyond
+`keep_checkpoints`) only after a newer one is complete, so the last good checkpoint is never
+deleted or overwritten first.
+
+On restore, the newest checkpoint is tried first. If its shapes do not match the config (the
+model was changed), training stops with an error naming the mismatched entries. If it cannot
+be read (a crash during a write, a corrupted file), the error is reported, the step directory
+is set aside as `<step>.unrestorable-<time>` (kept for inspection, and out of the way of a
+new save of that step), and the previous checkpoint is tried.
+"""
+
+import dataclasses
+import time
+
+import jax
+import orbax.checkpoint as ocp
+from absl import logging
+from etils import epath
+from jax.experimental import multihost_utils
+
+from dvd_gan.training.state import TrainState
+
+# Orbax stores pytrees, not bare scalars: step and rng travel together as 'progress'.
+PROGRESS = ("step", "rng")
+ITEMS = ("progress",) + tuple(
+    field.name for field in dataclasses.fields(TrainState) if field.name not in PROGRESS
+)
+
+
+def to_items(state: TrainState) -> dict:
+    """TrainState -> {checkpoint item: pytree}."""
+    items = {name: getattr(state, name) for name in ITEMS if name != "progress"}
+    return {"progress": {name: getattr(state, name) for name in PROGRESS}, **items}
+
+
+def from_items(items: dict) -> TrainState:
+    """The inverse of `to_items` (all items present)."""
+    rest = {name: value for name, value in items.items() if name != "progress"}
+    return TrainState(**items["progress"], **rest)
+
+
+class CheckpointMismatchError(ValueError):
+    """The checkpoint holds a different model than the config describes."""
+
+
+def _flat_shapes(tree) -> dict[str, tuple]:
+    """'a/b/0/c' -> shape, spelled alike for live pytrees and Orbax metadata (which turns
+    NamedTuples into dicts)."""
+    leaves = jax.tree_util.tree_leaves_with_path(tree, is_leaf=lambda x: hasattr(x, "shape"))
+    return {
+        jax.tree_util.keystr(path, simple=True, separator="/"): tuple(leaf.shape)
+        for path, leaf in leaves
+    }
+
+
+def shape_mismatches(expected: dict, found: dict) -> list[str]:
+    """Human-readable differences between two {name: pytree of arrays or metadata}."""
+    problems = []
+    for item in expected:
+        want, have = _flat_shapes(expected[item]), _flat_shapes(found.get(item, {}))
+        problems += [f"{item}/{k}: missing from the checkpoint" for k in want.keys() - have.keys()]
+        problems += [
+            f"{item}/{k}: in the checkpoint, not in the model" for k in have.keys() - want.keys()
+        ]
+        problems += [
+            f"{item}/{k}: checkpoint {have[k]} vs model {want[k]}"
+            for k in sorted(want.keys() & have.keys())
+            if want[k] != have[k]
+        ]
+    return sorted(problems)
+
+
+class Checkpointer:
+    """Saves and restores TrainStates under `directory` (a local path or gs://...)."""
+
+    def __init__(self, directory: str, keep: int = 3):
+        self.directory = epath.Path(directory)
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=keep, create=True, enable_async_checkpointing=True
+        )
+        # Handlers named up front, so that metadata can be read before any restore.
+        handlers = {name: ocp.StandardCheckpointHandler() for name in ITEMS}
+        self.manager = ocp.CheckpointManager(
+            self.directory, options=options, item_handlers=handlers
+        )
+
+    def save(self, state: TrainState, step: int):
+        """Starts an asynchronous save of `state` as `step` (returns once the arrays are
+        copied off the devices)."""
+        args = {name: ocp.args.StandardSave(tree) for name, tree in to_items(state).items()}
+        self.manager.save(step, args=ocp.args.Composite(**args), force=True)
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def restore(self, abstract_state: TrainState, items=ITEMS) -> tuple[int, dict] | None:
+        """(step, {item: restored}) from the newest restorable checkpoint, or None if there
+        is none. `abstract_state` gives every item's shapes, dtypes and shardings."""
+        abstract_items = to_items(abstract_state)
+        for step in sorted(self.manager.all_steps(), reverse=True):
+            expected = {name: abstract_items[name] for name in items}
+            try:
+                found = dict(self.manager.item_metadata(step))
+            except Exception as e:  # any unreadable metadata: try the previous step
+                self._set_aside(step, e)
+                continue
+            problems = shape_mismatches(expected, {k: found.get(k) or {} for k in items})
+            if problems:
+                shown = "\n  ".join(problems[:25])
+                raise CheckpointMismatchError(
+                    f"The checkpoint at step {step} in {self.directory} does not match the "
+                    f"model of this config ({len(problems)} entries differ):\n  {shown}\n"
+                    f"Use the config the run was started with, or a new --workdir."
+                )
+            args = {name: ocp.args.StandardRestore(expected[name]) for name in items}
+            try:
+                restored = self.manager.restore(step, args=ocp.args.Composite(**args))
+            except Exception as e:  # any unreadable data: try the previous step
+                self._set_aside(step, e)
+                continue
+            return step, {name: restored[name] for name in items}
+        return None
+
+    def _set_aside(self, step: int, error: Exception):
+        target = f"{step}.unrestorable-{time.strftime('%Y%m%d-%H%M%S')}"
+        logging.error(
+            "Checkpoint %d in %s cannot be restored (%s: %s); moving it to %s and trying the "
+            "previous one.",
+            step, self.directory, type(error).__name__, error, target,
+        )  # fmt: skip
+        if jax.process_index() == 0:
+            (self.directory / str(step)).rename(self.directory / target)
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices(f"set_aside_checkpoint_{step}")
+        self.manager.reload()
+
+    def reached_preemption(self, step: int) -> bool:
+        """Orbax's preemption signal (TPU maintenance events, or SIGTERM under
+        jax.distributed), agreed on by all processes at the same step."""
+        return self.manager.reached_preemption(step)
+
+    def wait_until_finished(self):
+        self.manager.wait_until_finished()
+
+    def close(self):
+        self.manager.close()

@@ -1,0 +1,241 @@
+"""`train_and_evaluate(config, workdir)`: the whole training run, in sections.
+
+Workdir layout: `config.json` (the resolved config), `checkpoints/<step>/` (Orbax),
+`tensorboard/` (scalars and sample frames), `samples/step_<step>.gif|png` (EMA-generator
+sample grids, fixed z). Every process runs this function; only process 0 writes logs and
+samples, all take part in checkpointing.
+"""
+
+import functools
+import json
+import signal
+import threading
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+from clu import metric_writers, periodic_actions
+from etils import epath
+
+from dvd_gan.data.pipeline import ClipPipeline, scale_to_unit_range
+from dvd_gan.data.video_io import write_image, write_video
+from dvd_gan.training import mesh as mesh_lib
+from dvd_gan.training import sampling
+from dvd_gan.training.checkpointing import Checkpointer, from_items
+from dvd_gan.training.state import TrainState, init_state
+from dvd_gan.training.step import make_train_step
+
+
+class PreemptionFlag:
+    """Set by SIGTERM (a scheduler stopping the job); the loop then saves and exits."""
+
+    def __init__(self):
+        self.requested = False
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame):
+        del signum, frame
+        logging.warning("SIGTERM received: saving a checkpoint at the current step, then exiting.")
+        self.requested = True
+
+
+def check_finite(history: list[tuple[int, dict]]):
+    """Raises FloatingPointError naming the first step and metric that is not finite."""
+    for step, metrics in history:
+        for name, value in metrics.items():
+            if not np.isfinite(value):
+                raise FloatingPointError(
+                    f"Non-finite {name} = {value} at step {step}; stopping. The last good "
+                    f"checkpoint is kept; lower the learning rates or check the data."
+                )
+
+
+def save_config(config: ml_collections.ConfigDict, workdir: epath.Path):
+    path = workdir / "config.json"
+    text = config.to_json_best_effort(indent=2, sort_keys=True)
+    if path.exists() and path.read_text() != text:
+        previous = workdir / f"config.{len(list(workdir.glob('config.*.json')))}.json"
+        path.rename(previous)
+        logging.warning("The config differs from the run's previous one, now %s.", previous)
+    path.write_text(text)
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+    """The resolved config a run saved in its workdir."""
+    path = epath.Path(workdir) / "config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: is {workdir} a dvd_gan.main workdir?")
+    return ml_collections.ConfigDict(json.loads(path.read_text()))
+
+
+def abstract_state(config: ml_collections.ConfigDict, sharding) -> TrainState:
+    """Shapes, dtypes and shardings of the state, computed without allocating it."""
+    shapes = jax.eval_shape(functools.partial(init_state, config), jax.random.key(0))
+    return jax.tree_util.tree_map(
+        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes
+    )
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+    workdir = epath.Path(workdir)
+    is_chief = jax.process_index() == 0
+    if is_chief:
+        workdir.mkdir(parents=True, exist_ok=True)
+        save_config(config, workdir)
+
+    # -- Mesh: one data axis over every device; the state replicated.
+    mesh = mesh_lib.make_mesh()
+    host_batch_size = mesh_lib.check_batch_size(config.batch_size)
+    replicated = mesh_lib.replicated(mesh)
+    batch_sharding = mesh_lib.stacked_batch_sharding(mesh)
+
+    # -- Input: this process's share of every batch; d_steps real batches per step.
+    pipeline = ClipPipeline(
+        config.data,
+        config.data.train_split,
+        batch_size=host_batch_size,
+        train=True,
+        seed=config.seed,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+        output_uint8=True,
+    )
+    if pipeline.num_classes > config.model.num_classes:
+        raise ValueError(
+            f"{config.data.dataset} has {pipeline.num_classes} classes but "
+            f"model.num_classes={config.model.num_classes}; set --config.model.num_classes="
+            f"{pipeline.num_classes} (or 0 for an unconditional model)."
+        )
+
+    # -- State: restored from the newest good checkpoint, or initialised on the devices.
+    checkpointer = Checkpointer(workdir / "checkpoints", keep=config.train.keep_checkpoints)
+    target = abstract_state(config, replicated)
+    restored = checkpointer.restore(target)
+    if restored is None:
+        init = jax.jit(functools.partial(init_state, config), out_shardings=replicated)
+        state = init(jax.random.key(config.seed))
+        logging.info("Initialised a new state.")
+    else:
+        step, items = restored
+        state = from_items(items)
+        logging.info("Resumed from the checkpoint at step %d.", step)
+    start_step = int(state.step)
+
+    # -- The update step: jitted once, state donated.
+    train_step = jax.jit(
+        make_train_step(config, mesh),
+        in_shardings=(replicated, batch_sharding),
+        out_shardings=(replicated, replicated),
+        donate_argnums=0,
+    )
+
+    # -- Logging: TensorBoard and console from process 0; steps/s and ETA; optional profile.
+    writer = metric_writers.create_default_writer(
+        workdir / "tensorboard", just_logging=not is_chief, asynchronous=True
+    )
+    if start_step == 0:
+        writer.write_hparams(_flat_hparams(config))
+    hooks = [
+        periodic_actions.ReportProgress(
+            num_train_steps=config.train.num_steps,
+            writer=writer,
+            every_steps=config.train.log_every,
+        )
+    ]
+    if is_chief and config.train.profile_steps:
+        hooks.append(
+            periodic_actions.Profile(
+                logdir=str(workdir), num_profile_steps=config.train.profile_steps
+            )
+        )
+
+    # -- Samples: fixed z (and conditioning frames for DVD-GAN-FP) for comparable grids.
+    sampler = sampling.make_sampler(config)
+    sample_z, sample_labels = sampling.sample_inputs(config, config.train.num_samples, config.seed)
+    sample_conditioning = None
+    c = config.model.num_conditioning_frames
+    if c:
+        held_out = ClipPipeline(
+            config.data, config.data.eval_split, batch_size=config.train.num_samples, train=False
+        )
+        sample_conditioning = scale_to_unit_range(held_out.batch(0)["videos"][:, :c])
+
+    def write_samples(step: int):
+        generated = np.asarray(
+            sampler(state.ema_params, state.generator, sample_z, sample_labels, sample_conditioning)
+        )
+        if c:
+            conditioning = np.asarray(sampling.to_uint8(sample_conditioning))
+            generated = np.concatenate([conditioning, generated], axis=1)
+        if not is_chief:
+            return
+        directory = workdir / "samples"
+        directory.mkdir(exist_ok=True)
+        write_video(str(directory / f"step_{step:07d}.gif"), sampling.video_grid(generated), fps=8)
+        frames = sampling.frame_grid(generated)
+        write_image(str(directory / f"step_{step:07d}.png"), frames)
+        writer.write_images(step, {"samples": frames[None]})
+
+    # -- Loop.
+    preemption = PreemptionFlag()
+    batches = pipeline.batches(start=start_step * config.train.d_steps)
+    history = []
+    step = start_step
+    logging.info("Training from step %d to %d.", start_step, config.train.num_steps)
+    with metric_writers.ensure_flushes(writer):
+        while step < config.train.num_steps:
+            local = [next(batches) for _ in range(config.train.d_steps)]
+            batch = mesh_lib.global_batch(
+                {k: np.stack([b[k] for b in local]) for k in local[0]}, batch_sharding
+            )
+            state, metrics = train_step(state, batch)
+            step += 1
+            history.append((step, metrics))
+            for hook in hooks:
+                hook(step)
+
+            last = step == config.train.num_steps
+            checkpoint_now = last or step % config.train.checkpoint_every == 0
+            stop = preemption.requested or checkpointer.reached_preemption(step)
+            if checkpoint_now or stop or step % config.train.log_every == 0:
+                fetched = [(s, jax.device_get(m)) for s, m in history]
+                history = []
+                check_finite(fetched)  # before any save: never checkpoint a diverged state
+                window = {k: float(np.mean([m[k] for _, m in fetched])) for k in fetched[-1][1]}
+                writer.write_scalars(step, window)
+            if checkpoint_now or stop:
+                checkpointer.save(state, step)
+            if last or step % config.train.sample_every == 0:
+                write_samples(step)
+            if stop:
+                logging.warning("Stopping at step %d on a preemption request.", step)
+                break
+    checkpointer.wait_until_finished()
+    checkpointer.close()
+    logging.info(
+        "Done at step %d. Checkpoints: %s; TensorBoard: %s; samples: %s",
+        step,
+        workdir / "checkpoints",
+        workdir / "tensorboard",
+        workdir / "samples",
+    )
+    return state
+
+
+def _flat_hparams(config: ml_collections.ConfigDict) -> dict:
+    flat = {}
+
+    def visit(prefix, node):
+        for key, value in node.items():
+            name = f"{prefix}{key}"
+            if isinstance(value, ml_collections.ConfigDict):
+                visit(f"{name}.", value)
+            elif isinstance(value, bool | int | float | str):
+                flat[name] = value
+            else:
+                flat[name] = str(value)
+
+    visit("", config)
+    return flat

@@ -1,0 +1,66 @@
+"""Videos from the EMA generator, and the grids that show them to a person."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from dvd_gan import models
+
+
+def sample_inputs(config: ml_collections.ConfigDict, num_videos: int, seed: int, class_id=None):
+    """Deterministic z ~ N(0, I) [N, z_dim] and labels [N] (cycling through the classes, or
+    all `class_id`) for a given seed."""
+    z = jax.random.normal(jax.random.key(seed), (num_videos, config.model.z_dim), jnp.float32)
+    num_classes = max(config.model.num_classes, 1)
+    if class_id is None:
+        labels = jnp.arange(num_videos, dtype=jnp.int32) % num_classes
+    else:
+        if not 0 <= class_id < num_classes:
+            raise ValueError(f"class_id={class_id} is outside [0, {num_classes}).")
+        labels = jnp.full((num_videos,), class_id, jnp.int32)
+    return z, labels
+
+
+def make_sampler(config: ml_collections.ConfigDict):
+    """`sample(ema_params, g_vars, z, labels, conditioning=None)` -> uint8 [N, T', H, W, 3]:
+    the EMA weights with G's BatchNorm running averages and spectral-norm state, eval mode."""
+    generator = models.build(config.model)[0]
+
+    @jax.jit
+    def sample(ema_params, g_vars, z, labels, conditioning=None):
+        videos = generator.apply(
+            {**g_vars, "params": ema_params}, z, labels, conditioning=conditioning, train=False
+        )
+        return to_uint8(videos)
+
+    return sample
+
+
+def to_uint8(videos):
+    """[-1, 1] floats -> uint8, rounding to the nearest level."""
+    return jnp.round((jnp.clip(videos, -1.0, 1.0) + 1.0) * 127.5).astype(jnp.uint8)
+
+
+def _columns(num_videos: int) -> int:
+    return int(np.ceil(np.sqrt(num_videos)))
+
+
+def video_grid(videos: np.ndarray, columns: int | None = None, gap: int = 1) -> np.ndarray:
+    """uint8 videos [N, T, H, W, 3] -> one video [T, rows*(H+gap)-gap, cols*(W+gap)-gap, 3]
+    tiling them, for an animated GIF."""
+    n, t, h, w, c = videos.shape
+    columns = columns or _columns(n)
+    rows = -(-n // columns)
+    grid = np.full((t, rows * (h + gap) - gap, columns * (w + gap) - gap, c), 255, np.uint8)
+    for i, video in enumerate(videos):
+        y, x = (i // columns) * (h + gap), (i % columns) * (w + gap)
+        grid[:, y : y + h, x : x + w] = video
+    return grid
+
+
+def frame_grid(videos: np.ndarray, gap: int = 1) -> np.ndarray:
+    """uint8 videos [N, T, H, W, 3] -> one image [N*(H+gap)-gap, T*(W+gap)-gap, 3]: a row per
+    video, its frames left to right, for a PNG."""
+    n, t, h, w, c = videos.shape
+    return video_grid(videos.reshape(n * t, 1, h, w, c), columns=t, gap=gap)[0]

@@ -1,0 +1,158 @@
+"""The training step: `d_steps` discriminator updates, each on a fresh real batch and fresh
+z, then one generator update and the EMA of G's weights (DESIGN.md section 2).
+
+One function, jitted once over the device mesh by `training.loop`; everything that varies
+from step to step (the batch, and the step number inside the state) is an argument, so it
+traces once. Random keys are `fold_in(base, step)`, split per update, so a step is a pure
+function of (state, batch).
+"""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from dvd_gan import losses, models
+from dvd_gan.data.pipeline import scale_to_unit_range
+from dvd_gan.training.mesh import DATA_AXIS
+from dvd_gan.training.state import TrainState, discriminator_params, optimizers
+
+MUTABLE_G = ["batch_stats", models.SPECTRAL_STATS]
+MUTABLE_D = [models.SPECTRAL_STATS]
+
+
+def _with_params(variables: dict, params) -> dict:
+    return {**variables, "params": params}
+
+
+def make_train_step(config: ml_collections.ConfigDict, mesh: Mesh | None):
+    """Returns `train_step(state, batch) -> (state, metrics)`.
+
+    batch: videos [d_steps, B, T, H, W, 3] (uint8, or float in [-1, 1]) and labels
+    [d_steps, B] int32; in DVD-GAN-FP the first C frames of each real clip condition G.
+    With a `mesh`, z is laid out along its data axis, like the real batch, so that G runs
+    data-parallel rather than replicated.
+    """
+    generator, spatial_d, temporal_d = models.build(config.model)
+    g_tx, d_tx = optimizers(config.train)
+    num_conditioning = config.model.num_conditioning_frames
+    d_steps, z_dim = config.train.d_steps, config.model.z_dim
+    train_config = config.train
+
+    def sample_z(key, batch_size):
+        z = jax.random.normal(key, (batch_size, z_dim), jnp.float32)
+        if mesh is None:
+            return z
+        return jax.lax.with_sharding_constraint(z, NamedSharding(mesh, PartitionSpec(DATA_AXIS)))
+
+    def generate(g_vars, z, labels, conditioning):
+        """A full fake video (conditioning frames first) and G's updated statistics."""
+        generated, g_stats = generator.apply(
+            g_vars, z, labels, conditioning=conditioning, train=True, mutable=MUTABLE_G
+        )
+        if num_conditioning:
+            generated = jnp.concatenate([conditioning, generated], axis=1)
+        return generated, g_stats
+
+    def d_update(state: TrainState, videos, labels, key):
+        z_key, frames_key = jax.random.split(key)
+        batch_size = videos.shape[0]
+        conditioning = videos[:, :num_conditioning] if num_conditioning else None
+        fake, g_stats = generate(state.generator, sample_z(z_key, batch_size), labels, conditioning)
+        both = jnp.concatenate([videos, jax.lax.stop_gradient(fake)])
+        both_labels = jnp.concatenate([labels, labels])
+        rngs = {"frames": frames_key}
+
+        def loss_fn(d_params):
+            ds_scores, ds_stats = spatial_d.apply(
+                _with_params(state.spatial_d, d_params["spatial"]),
+                both,
+                both_labels,
+                train=True,
+                rngs=rngs,
+                mutable=MUTABLE_D,
+            )
+            dt_scores, dt_stats = temporal_d.apply(
+                _with_params(state.temporal_d, d_params["temporal"]),
+                both,
+                both_labels,
+                train=True,
+                rngs=rngs,
+                mutable=MUTABLE_D,
+            )
+            real_s, fake_s = jnp.split(ds_scores, 2)
+            real_t, fake_t = jnp.split(dt_scores, 2)
+            total, parts = losses.discriminator_loss(real_s, fake_s, real_t, fake_t)
+            metrics = {
+                "d_loss": total,
+                "d_loss_spatial": parts["spatial"],
+                "d_loss_temporal": parts["temporal"],
+                "ds_real": jnp.mean(real_s),
+                "ds_fake": jnp.mean(fake_s),
+                "dt_real": jnp.mean(real_t),
+                "dt_fake": jnp.mean(fake_t),
+            }
+            return total, (metrics, ds_stats, dt_stats)
+
+        d_params = discriminator_params(state)
+        grads, (metrics, ds_stats, dt_stats) = jax.grad(loss_fn, has_aux=True)(d_params)
+        updates, d_opt_state = d_tx.update(grads, state.d_opt_state, d_params)
+        d_params = optax.apply_updates(d_params, updates)
+        metrics["d_grad_norm"] = optax.global_norm(grads)
+        state = state.replace(
+            generator={**state.generator, **g_stats},
+            spatial_d={**ds_stats, "params": d_params["spatial"]},
+            temporal_d={**dt_stats, "params": d_params["temporal"]},
+            d_opt_state=d_opt_state,
+        )
+        return state, metrics
+
+    def g_update(state: TrainState, labels, conditioning, key):
+        z_key, frames_key = jax.random.split(key)
+        z = sample_z(z_key, labels.shape[0])
+
+        def loss_fn(g_params):
+            fake, g_stats = generate(
+                _with_params(state.generator, g_params), z, labels, conditioning
+            )
+            # D's spectral-norm statistics are updated by D's own steps only.
+            ds = spatial_d.apply(state.spatial_d, fake, labels, rngs={"frames": frames_key})
+            dt = temporal_d.apply(state.temporal_d, fake, labels)
+            loss = losses.generator_loss(ds, dt)
+            return loss, (g_stats, {"g_loss": loss, "ds_fake_g": jnp.mean(ds)})
+
+        g_params = state.generator["params"]
+        grads, (g_stats, metrics) = jax.grad(loss_fn, has_aux=True)(g_params)
+        updates, g_opt_state = g_tx.update(grads, state.g_opt_state, g_params)
+        g_params = optax.apply_updates(g_params, updates)
+        metrics["g_grad_norm"] = optax.global_norm(grads)
+        # Before ema_start the EMA is a copy of G (DESIGN.md section 2).
+        decay = jnp.where(state.step >= train_config.ema_start, train_config.ema_decay, 0.0)
+        ema_params = jax.tree_util.tree_map(
+            lambda e, p: decay * e + (1.0 - decay) * p, state.ema_params, g_params
+        )
+        state = state.replace(
+            generator={**g_stats, "params": g_params},
+            ema_params=ema_params,
+            g_opt_state=g_opt_state,
+        )
+        return state, metrics
+
+    def train_step(state: TrainState, batch: dict):
+        videos, labels = batch["videos"], batch["labels"]
+        if videos.dtype == jnp.uint8:
+            videos = scale_to_unit_range(videos)
+        keys = jax.random.split(
+            jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step), d_steps + 1
+        )
+        d_metrics = []
+        for i in range(d_steps):
+            state, metrics = d_update(state, videos[i], labels[i], keys[i])
+            d_metrics.append(metrics)
+        conditioning = videos[-1, :, :num_conditioning] if num_conditioning else None
+        state, g_metrics = g_update(state, labels[-1], conditioning, keys[-1])
+        metrics = jax.tree_util.tree_map(lambda *m: jnp.mean(jnp.stack(m)), *d_metrics)
+        return state.replace(step=state.step + 1), {**metrics, **g_metrics}
+
+    return train_step
