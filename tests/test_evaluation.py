@@ -1,0 +1,166 @@
+"""I3D, the metrics and their protocols, C3D loading, in-training FVD, `dvd_gan.evaluate`."""
+
+import json
+
+import numpy as np
+import pytest
+import scipy.linalg
+from conftest import run_module, tiny_config
+
+from dvd_gan.evaluation import c3d, features, metrics, video_metrics
+
+
+@pytest.fixture(scope="module")
+def extractor():
+    return features.I3DFeatures(batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def black_and_white(extractor):
+    black = np.zeros((16, 15, 64, 64, 3), np.uint8)
+    white = np.full((16, 15, 64, 64, 3), 255, np.uint8)
+    return extractor(black), extractor(white)
+
+
+def test_i3d_logits_of_a_black_video_match_tf_hub(black_and_white):
+    logits = black_and_white[0]["logits"]
+    assert logits.shape == (16, 400)
+    np.testing.assert_allclose(logits[0, :3], [0.7422105, 2.829727, 0.39993525], atol=1e-4)
+    assert black_and_white[0]["pool"].shape == (16, 1024)
+
+
+def test_reference_fvd_black_against_white(black_and_white):
+    black, white = (metrics.FeatureStatistics.of(f["logits"]) for f in black_and_white)
+    assert 131.0 <= metrics.frechet_distance(black, white) <= 135.0
+
+
+def _reference_frechet(a, b):
+    """Independent float64 computation with scipy's matrix square root."""
+    mean_a, mean_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root = scipy.linalg.sqrtm(cov_a @ cov_b).real
+    return float(np.sum((mean_a - mean_b) ** 2) + np.trace(cov_a + cov_b - 2 * root))
+
+
+def test_frechet_distance_agrees_with_an_independent_computation():
+    rng = np.random.default_rng(0)
+    for dim in (4, 32):
+        a = rng.normal(size=(500, dim)) @ rng.normal(size=(dim, dim))
+        b = rng.normal(0.3, 1.5, size=(400, dim)) @ rng.normal(size=(dim, dim))
+        ours = metrics.frechet_distance(
+            metrics.FeatureStatistics.of(a), metrics.FeatureStatistics.of(b)
+        )
+        np.testing.assert_allclose(ours, _reference_frechet(a, b), rtol=1e-6)
+        same = metrics.FeatureStatistics.of(a)
+        assert abs(metrics.frechet_distance(same, same)) < 1e-8 * np.trace(same.covariance)
+
+
+def test_frechet_distance_is_never_negative_on_degenerate_features():
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        base = rng.normal(size=(10, 64))  # fewer samples than dimensions: singular covariances
+        a = metrics.FeatureStatistics.of(base)
+        b = metrics.FeatureStatistics.of(base + rng.normal(scale=1e-6, size=base.shape))
+        assert metrics.frechet_distance(a, b) >= 0.0
+
+
+def test_inception_score_on_known_predictions():
+    confident = np.eye(20)[np.arange(100) % 20] * 50.0  # 20 classes, each sure
+    score, spread = metrics.inception_score(confident, splits=5)
+    np.testing.assert_allclose(score, 20.0, rtol=1e-6)
+    assert spread < 1e-6
+    same = np.tile(np.eye(20)[3] * 50.0, (100, 1))
+    np.testing.assert_allclose(metrics.inception_score(same, splits=5)[0], 1.0, rtol=1e-6)
+
+
+def test_fvd_prefers_real_motion_to_frames_shuffled_in_time(extractor, mnist_data_dir):
+    config = tiny_config(resolution=32, num_frames=16)
+    config.data.data_dir = mnist_data_dir
+    clips = features.real_videos(config.data, "test", 96)
+    first, second = clips[:48], clips[48:]
+    rng = np.random.default_rng(0)
+    shuffled = np.stack([video[rng.permutation(16)] for video in second])
+    stats = [
+        metrics.FeatureStatistics.of(extractor(v)["logits"]) for v in (first, second, shuffled)
+    ]
+    real_vs_real = metrics.frechet_distance(stats[0], stats[1])
+    real_vs_shuffled = metrics.frechet_distance(stats[0], stats[2])
+    assert real_vs_real < real_vs_shuffled, (real_vs_real, real_vs_shuffled)
+
+
+def _write_c3d_weights(path, broken=None):
+    rng = np.random.default_rng(0)
+    arrays = {
+        name: (rng.normal(scale=0.01, size=shape)).astype(np.float32)
+        for name, shape in c3d.expected_shapes().items()
+    }
+    arrays["mean"] = np.full((3,), 100.0, np.float32)
+    if broken:
+        arrays.pop(broken)
+    np.savez(path, **arrays)
+
+
+def test_c3d_weights_load_and_score(tmp_path):
+    _write_c3d_weights(tmp_path / "c3d.npz")
+    model = c3d.C3DLogits(str(tmp_path / "c3d.npz"), batch_size=2)
+    videos = np.random.default_rng(0).integers(0, 256, (10, 16, 64, 64, 3), dtype=np.uint8)
+    result = video_metrics.compute(videos, ("c3d_is",), None, c3d=model)
+    assert result["c3d_is"] >= 1.0 and "c3d_is_std" in result
+    assert result["protocol"]["c3d_is"]["frames"] == 16
+    _write_c3d_weights(tmp_path / "bad.npz", broken="fc7/kernel")
+    with pytest.raises(ValueError, match="fc7/kernel"):
+        c3d.load_weights(str(tmp_path / "bad.npz"))
+    with pytest.raises(ValueError, match="Cannot read"):
+        c3d.load_weights(str(tmp_path / "missing.npz"))
+
+
+def test_in_training_fvd_is_logged_with_its_protocol(smoke_workdir):
+    for step in (0, 2):
+        result = json.loads((smoke_workdir / "eval" / f"step_{step:07d}.json").read_text())
+        assert result["fvd"] >= 0.0
+        protocol = result["protocol"]["fvd"]
+        assert protocol["num_videos"] == 4 and protocol["split"] == "test"
+        assert protocol["frames"] == 4 and protocol["frame_repeats"] == 3
+        assert protocol["generator"] == "EMA"
+
+
+def test_evaluate_real_against_fake_files(tmp_path, mnist_data_dir):
+    config = tiny_config(resolution=32, num_frames=10)
+    config.data.data_dir = mnist_data_dir
+    real = features.real_videos(config.data, "test", 20)
+    np.savez(tmp_path / "real.npz", videos=real[:10])
+    np.savez(tmp_path / "fake.npz", videos=real[10:])
+    result = run_module(
+        "dvd_gan.evaluate", f"--real={tmp_path / 'real.npz'}", f"--fake={tmp_path / 'fake.npz'}",
+        "--metrics=fvd,fid,is", "--batch_size=10",
+    )  # fmt: skip
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(report) >= {"fvd", "fid", "is", "is_std", "protocol"}
+    assert report["fvd"] > 0 and report["fid"] > 0 and report["is"] >= 1.0
+    for name in ("fvd", "fid", "is"):
+        protocol = report["protocol"][name]
+        for field in (
+            "model",
+            "layer",
+            "resize",
+            "resolution",
+            "frames",
+            "num_videos",
+            "quantisation",
+        ):
+            assert field in protocol, (name, field)
+    bad = run_module(
+        "dvd_gan.evaluate", "--real=x.npz", "--fake=y.npz", "--metrics=fvdd", check=False
+    )
+    assert bad.returncode != 0 and "fvdd" in bad.stderr
+
+
+def test_evaluate_a_workdir(smoke_workdir, tmp_path):
+    result = run_module(
+        "dvd_gan.evaluate", f"--workdir={smoke_workdir}", "--num_videos=10", "--metrics=fvd,is",
+        "--batch_size=10",
+    )  # fmt: skip
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["step"] == 2 and report["fvd"] >= 0 and report["is"] >= 1.0
+    assert report["protocol"]["fvd"]["split"] == "test"
+    assert (smoke_workdir / "eval" / "step_0000002.json").exists()
