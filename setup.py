@@ -25,8 +25,9 @@ INSTALL_REQUIRES = [
 
 EXTRAS_REQUIRE = {
     "beam": ["apache-beam>=2.60"],
+    # libtpu: TPU runs, and ahead-of-time TPU compiles on any host (benchmark --topology)
     "tpu": ["jax[tpu]"],
-    "test": ["pytest>=8", "ruff>=0.8", "apache-beam>=2.60"],
+    "test": ["pytest>=8", "ruff>=0.8", "apache-beam>=2.60", "jax[tpu]"],
 }
 
 setup(

@@ -47,11 +47,14 @@ def get_config():
     model.temporal_d_input = "avg2x2"  # phi: identity, avg2x2, avg4x4 or random_half_crop.
     model.temporal_d_3d_blocks = 2  # Leading 3D residual blocks of D_T.
     model.temporal_d_time_pooling = True  # D_T's 3D blocks also pool x2 in time.
+    model.conv3d_impl = "auto"  # 3D convs: native, stacked (as 2D), auto (stacked on CPU).
     model.bn_momentum = 0.99  # Running-average decay of G's BatchNorm statistics.
     model.bn_epsilon = 1e-5  # BatchNorm variance epsilon.
     model.spectral_norm_steps = 1  # Power iterations per forward pass.
     model.g_class_embedding_spectral_norm = False  # SN on G's lookup table (BigGAN: off).
     model.dtype = "float32"  # Compute dtype ('bfloat16' for mixed precision); params stay f32.
+    # Rematerialisation per G group and D block: none, full, or a jax.checkpoint_policies name.
+    model.remat = "none"
 
     train = config.train = ml_collections.ConfigDict()
     train.num_steps = 300_000  # G updates (each preceded by d_steps D updates).
@@ -69,4 +72,14 @@ def get_config():
     train.sample_every = 1_000  # Steps between EMA-generator sample grids (GIF, PNG, TB).
     train.num_samples = 16  # Videos in each sample grid (fixed z, so grids are comparable).
     train.profile_steps = 0  # Steps captured by a jax.profiler trace after warm-up (0: off).
+
+    mesh = config.mesh = ml_collections.ConfigDict()
+    mesh.model_axis = 1  # Devices per parameter shard; the rest form the data axis.
+    mesh.min_shard_size = 2**18  # Smaller parameters stay replicated on the model axis.
+
+    evaluation = config.eval = ml_collections.ConfigDict()
+    evaluation.every = 0  # Steps between FVDs during training, also at 0 and the end; 0: off.
+    evaluation.num_videos = 256  # Generated (and real) videos per in-training FVD.
+    evaluation.batch_size = 16  # Videos per generator / I3D batch.
+    evaluation.stats_dir = ml_collections.config_dict.placeholder(str)  # Real-data cache.
     return config

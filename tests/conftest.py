@@ -1,14 +1,28 @@
-"""Shared test set-up: eight simulated CPU devices (set before JAX starts) and tiny configs."""
+"""Shared test set-up: eight simulated CPU devices (set before JAX starts), a compilation
+cache shared with the subprocesses the tests start, tiny configs, and a prepared dataset."""
 
+import json
 import os
+import pathlib
+import subprocess
+import sys
+import tempfile
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Every `python -m dvd_gan.main` a test starts compiles the same small programs: a cache
+# shared by this session's processes turns most of those compiles into reads.
+os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="dvd_gan_test_jax_cache_")
+)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
 import pytest  # noqa: E402
 
 from configs import smoke  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def tiny_config(resolution=16, num_frames=4, num_conditioning_frames=0, num_classes=0, **model):
@@ -23,6 +37,46 @@ def tiny_config(resolution=16, num_frames=4, num_conditioning_frames=0, num_clas
     return config
 
 
-@pytest.fixture
-def make_config():
-    return tiny_config
+def run_module(module: str, *args: str, check: bool = True, **kwargs):
+    """Runs `python -m module args...` from the repository root, capturing its output."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=check,
+        **kwargs,
+    )
+
+
+@pytest.fixture(scope="session")
+def mnist_data_dir(tmp_path_factory):
+    """moving_mnist_local/small (512 train, 128 test clips) prepared offline, by the
+    prepare command, in a data dir of this session."""
+    path = str(tmp_path_factory.mktemp("tfds"))
+    result = run_module(
+        "dvd_gan.data.prepare", "--dataset=moving_mnist_local/small", f"--data_dir={path}"
+    )
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["examples"] == {"train": 512, "test": 128}
+    assert summary["file_format"] == "array_record"
+    return path
+
+
+@pytest.fixture(scope="session")
+def smoke_workdir(tmp_path_factory, mnist_data_dir):
+    """A 2-step smoke run with in-training FVD (4 videos) at steps 0 and 2."""
+    workdir = tmp_path_factory.mktemp("smoke_run")
+    run_module(
+        "dvd_gan.main",
+        "--config=configs/smoke.py",
+        f"--workdir={workdir}",
+        f"--config.data.data_dir={mnist_data_dir}",
+        "--config.train.num_steps=2",
+        "--config.train.num_samples=4",
+        "--config.eval.every=2",
+        "--config.eval.num_videos=4",
+        "--config.eval.batch_size=4",
+        f"--config.eval.stats_dir={tmp_path_factory.mktemp('real_stats')}",
+    )
+    return workdir

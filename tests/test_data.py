@@ -3,13 +3,11 @@ and the prepare and benchmark commands."""
 
 import hashlib
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from conftest import tiny_config
+from conftest import run_module, tiny_config
 
 from dvd_gan.data import moving_mnist
 from dvd_gan.data.pipeline import ClipPipeline
@@ -25,25 +23,8 @@ def _data_config(data_dir, **fields):
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    """moving_mnist_local/small built here, offline, by the prepare command."""
-    path = str(tmp_path_factory.mktemp("tfds"))
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dvd_gan.data.prepare",
-            "--dataset=moving_mnist_local/small",
-            f"--data_dir={path}",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert summary["examples"] == {"train": 512, "test": 128}
-    assert summary["file_format"] == "array_record"
-    return path
+def data_dir(mnist_data_dir):
+    return mnist_data_dir
 
 
 def test_moving_mnist_clips_contain_moving_digits(data_dir):
@@ -187,20 +168,12 @@ def test_tfds_video_datasets_through_the_pipeline(dataset, builder_config, num_f
 
 
 def test_data_benchmark_command(data_dir):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dvd_gan.data.benchmark",
-            "--config=configs/smoke.py",
-            f"--config.data.data_dir={data_dir}",
-            "--config.data.builder_config=small",
-            "--batches=3",
-            "--warmup=1",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
+    result = run_module(
+        "dvd_gan.data.benchmark",
+        "--config=configs/smoke.py",
+        f"--config.data.data_dir={data_dir}",
+        "--batches=3",
+        "--warmup=1",
     )
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["host_batch_size"] == 4 and report["clips_per_s"] > 0

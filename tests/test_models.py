@@ -2,6 +2,7 @@
 
 import functools
 
+import flax.linen
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,7 +11,7 @@ from conftest import tiny_config
 
 from dvd_gan import losses, models
 from dvd_gan.models.conv_gru import _ConvGRURecurrence
-from dvd_gan.models.layers import SPECTRAL_STATS, upsample_2x
+from dvd_gan.models.layers import SPECTRAL_STATS, TimeStackedConv, upsample_2x
 
 KEY = jax.random.key(0)
 
@@ -336,4 +337,18 @@ def test_hinge_losses_on_hand_computed_scores():
     np.testing.assert_allclose(losses.generator_adversarial_loss(fake), 0.5 / 3, rtol=1e-6)
     np.testing.assert_allclose(
         losses.generator_loss(fake, fake - 1.0), 0.5 / 3 + 3.5 / 3, rtol=1e-6
+    )
+
+
+def test_time_stacked_conv_equals_native_3d_conv():
+    x = jax.random.normal(KEY, (2, 5, 6, 6, 3))
+    stacked = TimeStackedConv(4, (3, 3, 3))
+    native = flax.linen.Conv(4, (3, 3, 3), padding="SAME")
+    params = stacked.init(KEY, x)
+    params = jax.tree_util.tree_map(lambda p: p + jax.random.normal(KEY, p.shape), params)
+    assert jax.tree_util.tree_map(jnp.shape, params) == jax.tree_util.tree_map(
+        jnp.shape, native.init(KEY, x)
+    )
+    np.testing.assert_allclose(
+        stacked.apply(params, x), native.apply(params, x), rtol=1e-4, atol=1e-4
     )

@@ -72,7 +72,7 @@ def video_id(youtube_id: str, time_start: str, time_end: str) -> str:
 def index_videos(folder: str) -> dict[str, str]:
     """Video id (file name without extension) -> path, for a flat or per-class folder."""
     found = {}
-    for directory, _, files in os.walk(folder):
+    for directory, _, files in tf.io.gfile.walk(folder):
         for name in files:
             stem, extension = os.path.splitext(name)
             if extension.lower() in VIDEO_EXTENSIONS:
@@ -81,7 +81,7 @@ def index_videos(folder: str) -> dict[str, str]:
 
 
 def read_annotations(csv_path: str, folder: str) -> list[VideoRecord]:
-    videos = index_videos(folder) if os.path.isdir(folder) else {}
+    videos = index_videos(folder) if tf.io.gfile.isdir(folder) else {}
     with tf.io.gfile.GFile(csv_path) as f:
         rows = list(csv.DictReader(f))
     records = []

@@ -36,12 +36,17 @@ def decode_video(path: str, fps: float = 25.0, short_side: int | None = None) ->
     the shorter side is `short_side` (None: keep the size).
 
     Resampling keeps, for every output time k / fps, the last source frame shown at or
-    before it; source frames no output time needs are never converted. Raises VideoError.
+    before it; source frames no output time needs are never converted. Remote paths
+    (gs://...) are read through tf.io.gfile. Raises VideoError.
     """
-    if not os.path.exists(path):
+    if not tf.io.gfile.exists(path):
         raise VideoError("missing", f"{path} does not exist")
+    source = path
+    if "://" in path:
+        with tf.io.gfile.GFile(path, "rb") as f:
+            source = io.BytesIO(f.read())
     try:
-        container = av.open(path)
+        container = av.open(source)
     except av.error.InvalidDataError as e:
         raise VideoError("corrupt", f"{path}: {e}") from e
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:

@@ -72,6 +72,7 @@ class DiscriminatorBlock(nn.Module):
     time_kernel: bool = False
     pool_time: bool = False
     sn_steps: int = 1
+    conv3d_impl: str = "auto"
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -81,7 +82,7 @@ class DiscriminatorBlock(nn.Module):
         window = (2, 2)
         if self.time_kernel:
             window = (2 if self.pool_time else 1, *window)
-        conv = dict(sn_steps=self.sn_steps, dtype=self.dtype)
+        conv = dict(sn_steps=self.sn_steps, conv3d_impl=self.conv3d_impl, dtype=self.dtype)
 
         h = nn.relu(x) if self.preactivate else x
         h = SNConv(self.features, kernel3, name="conv1", **conv)(h, update_stats=update_stats)

@@ -12,7 +12,14 @@ import jax
 import jax.numpy as jnp
 
 from dvd_gan.models.blocks import DiscriminatorBlock
-from dvd_gan.models.layers import ClassEmbedding, SNDense, avg_pool, fold_time, unfold_time
+from dvd_gan.models.layers import (
+    ClassEmbedding,
+    SNDense,
+    avg_pool,
+    fold_time,
+    maybe_remat,
+    unfold_time,
+)
 
 TEMPORAL_D_INPUTS = ("identity", "avg2x2", "avg4x4", "random_half_crop")
 
@@ -29,20 +36,22 @@ class FrameScorer(nn.Module):
     num_classes: int
     input_block: bool = True
     sn_steps: int = 1
+    remat: str = "none"
     dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, labels, update_stats: bool):
         last = len(self.block_widths) - 1
+        block_class = maybe_remat(DiscriminatorBlock, self.remat, static_argnums=(2,))
         for i, width in enumerate(self.block_widths):
-            x = DiscriminatorBlock(
+            x = block_class(
                 width,
                 downsample=i < last,
                 preactivate=i > 0 or not self.input_block,
                 sn_steps=self.sn_steps,
                 dtype=self.dtype,
                 name=f"block{i}",
-            )(x, update_stats=update_stats)
+            )(x, update_stats)  # positional: static under remat
         h = jnp.sum(nn.relu(x), axis=(1, 2))
         score = SNDense(1, sn_steps=self.sn_steps, dtype=self.dtype, name="linear")(
             h, update_stats=update_stats
@@ -95,6 +104,7 @@ class SpatialDiscriminator(nn.Module):
     k_frames: int = 8
     num_conditioning_frames: int = 0
     sn_steps: int = 1
+    remat: str = "none"
     dtype: Any = jnp.float32
 
     def setup(self):
@@ -106,7 +116,11 @@ class SpatialDiscriminator(nn.Module):
             )
         _check_size(self.resolution, len(self.block_widths) - 1, "SpatialDiscriminator")
         self.scorer = FrameScorer(
-            self.block_widths, self.num_classes, sn_steps=self.sn_steps, dtype=self.dtype
+            self.block_widths,
+            self.num_classes,
+            sn_steps=self.sn_steps,
+            remat=self.remat,
+            dtype=self.dtype,
         )
 
     def __call__(self, videos, labels, train: bool = False):
@@ -140,7 +154,9 @@ class TemporalDiscriminator(nn.Module):
     input_transform: str = "avg2x2"
     num_3d_blocks: int = 2
     time_pooling: bool = True
+    conv3d_impl: str = "auto"
     sn_steps: int = 1
+    remat: str = "none"
     dtype: Any = jnp.float32
 
     def setup(self):
@@ -162,13 +178,15 @@ class TemporalDiscriminator(nn.Module):
         size = self.resolution // {"identity": 1, "avg4x4": 4}.get(self.input_transform, 2)
         _check_size(size, len(self.block_widths) - 1, "TemporalDiscriminator")
         common = dict(sn_steps=self.sn_steps, dtype=self.dtype)
+        block_class = maybe_remat(DiscriminatorBlock, self.remat, static_argnums=(2,))
         self.blocks_3d = [
-            DiscriminatorBlock(
+            block_class(
                 width,
                 downsample=True,
                 preactivate=i > 0,
                 time_kernel=True,
                 pool_time=self.time_pooling,
+                conv3d_impl=self.conv3d_impl,
                 **common,
             )
             for i, width in enumerate(self.block_widths[: self.num_3d_blocks])
@@ -177,6 +195,7 @@ class TemporalDiscriminator(nn.Module):
             self.block_widths[self.num_3d_blocks :],
             self.num_classes,
             input_block=self.num_3d_blocks == 0,
+            remat=self.remat,
             **common,
         )
 
@@ -202,7 +221,7 @@ class TemporalDiscriminator(nn.Module):
         batch_size = videos.shape[0]
         x = self.phi(videos).astype(self.dtype)
         for block in self.blocks_3d:
-            x = block(x, update_stats=train)
+            x = block(x, train)  # positional: static under remat
         steps = x.shape[1]
         scores = self.scorer(fold_time(x), _repeat_labels(labels, steps), update_stats=train)
         return jnp.sum(unfold_time(scores, batch_size), axis=1)

@@ -31,6 +31,7 @@ def build(model_config: ml_collections.ConfigDict):
         resolution=resolution,
         num_classes=model_config.num_classes,
         sn_steps=model_config.spectral_norm_steps,
+        remat=model_config.remat,
         dtype=dtype,
     )
     generator = Generator(
@@ -58,6 +59,7 @@ def build(model_config: ml_collections.ConfigDict):
         input_transform=model_config.temporal_d_input,
         num_3d_blocks=model_config.temporal_d_3d_blocks,
         time_pooling=model_config.temporal_d_time_pooling,
+        conv3d_impl=model_config.conv3d_impl,
         **common,
     )
     return generator, spatial_d, temporal_d

@@ -13,8 +13,44 @@ from dvd_gan.models.layers import (
     SNConv,
     SNDense,
     fold_time,
+    maybe_remat,
     unfold_time,
 )
+
+
+class GeneratorGroup(nn.Module):
+    """One resolution of G: a ConvGRU over time, then two per-frame residual blocks, the
+    second doubling the size; G's unit of rematerialisation.
+
+    x: [B, T, H, W, C] or [B, H, W, C] (the same input at every step), h0: [B, H, W, C] or
+    None, cond: [B, D] -> [B, T, 2H, 2W, out_features].
+    """
+
+    features: int
+    out_features: int
+    gru_kernel_size: int = 3
+    upsample_method: str = "bilinear"
+    bn_momentum: float = 0.99
+    bn_epsilon: float = 1e-5
+    sn_steps: int = 1
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, h0, cond, num_steps: int, train: bool):
+        common = dict(sn_steps=self.sn_steps, dtype=self.dtype)
+        x = ConvGRU(self.features, self.gru_kernel_size, name="gru", **common)(
+            x, h0, num_steps, train
+        )
+        block = dict(
+            upsample_method=self.upsample_method,
+            bn_momentum=self.bn_momentum,
+            bn_epsilon=self.bn_epsilon,
+            **common,
+        )
+        x = GeneratorBlock(self.features, upsample=False, name="block0", **block)(x, cond, train)
+        return GeneratorBlock(self.out_features, upsample=True, name="block1", **block)(
+            x, cond, train
+        )
 
 
 class ConditioningStack(nn.Module):
@@ -31,6 +67,7 @@ class ConditioningStack(nn.Module):
     state_widths: tuple[int, ...]
     block_widths: tuple[int, ...]
     sn_steps: int = 1
+    remat: str = "none"
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -38,15 +75,16 @@ class ConditioningStack(nn.Module):
         batch_size = frames.shape[0]
         x = fold_time(frames.astype(self.dtype))
         features = []
+        block_class = maybe_remat(DiscriminatorBlock, self.remat, static_argnums=(2,))
         for i, width in enumerate(self.block_widths):
-            x = DiscriminatorBlock(
+            x = block_class(
                 width,
                 downsample=True,
                 preactivate=i > 0,
                 sn_steps=self.sn_steps,
                 dtype=self.dtype,
                 name=f"block{i}",
-            )(x, update_stats=train)
+            )(x, train)  # positional: static under remat
             features.append(x)
         states = []
         for g, width in enumerate(self.state_widths):
@@ -88,6 +126,7 @@ class Generator(nn.Module):
     bn_epsilon: float = 1e-5
     sn_steps: int = 1
     class_embedding_spectral_norm: bool = False
+    remat: str = "none"
     dtype: Any = jnp.float32
 
     @property
@@ -118,20 +157,18 @@ class Generator(nn.Module):
         x = x.reshape(batch_size, 4, 4, widths[0])
 
         states = self._initial_states(conditioning, widths[:num_groups], train)
-        bn = dict(bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon)
+        group_class = maybe_remat(GeneratorGroup, self.remat, static_argnums=(4, 5))
         for g in range(num_groups):
-            x = ConvGRU(widths[g], self.gru_kernel_size, name=f"gru{g}", **common)(
-                x, states[g], self.num_generated_frames, train
-            )
-            for i, (width, upsample) in enumerate([(widths[g], False), (widths[g + 1], True)]):
-                x = GeneratorBlock(
-                    width,
-                    upsample=upsample,
-                    upsample_method=self.upsample_method,
-                    name=f"group{g}_block{i}",
-                    **bn,
-                    **common,
-                )(x, cond, train)
+            x = group_class(
+                widths[g],
+                widths[g + 1],
+                gru_kernel_size=self.gru_kernel_size,
+                upsample_method=self.upsample_method,
+                bn_momentum=self.bn_momentum,
+                bn_epsilon=self.bn_epsilon,
+                name=f"group{g}",
+                **common,
+            )(x, states[g], cond, self.num_generated_frames, train)
 
         x = FrameBatchNorm(self.bn_momentum, self.bn_epsilon, self.dtype, name="head_bn")(x, train)
         x = SNConv(3, (3, 3), name="head_conv", **common)(fold_time(nn.relu(x)), update_stats=train)
@@ -157,6 +194,7 @@ class Generator(nn.Module):
             tuple(state_widths),
             block_widths[: len(state_widths)],
             sn_steps=self.sn_steps,
+            remat=self.remat,
             dtype=self.dtype,
             name="conditioning",
         )(conditioning, train)

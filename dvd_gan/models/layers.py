@@ -9,7 +9,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 SPECTRAL_STATS = "spectral_stats"
 ORTHOGONAL = nn.initializers.orthogonal()
@@ -20,29 +22,82 @@ def spectral_norm(layer: nn.Module, n_steps: int = 1, name: str | None = None) -
     return nn.SpectralNorm(layer, n_steps=n_steps, collection_name=SPECTRAL_STATS, name=name)
 
 
+CONV3D_IMPLEMENTATIONS = ("auto", "native", "stacked")
+
+
+class TimeStackedConv(nn.Module):
+    """A 'SAME' 3D convolution computed as a 2D one: the kt time-neighbours of every frame
+    are stacked along channels, and the (kt, kh, kw, Cin, Cout) kernel becomes a
+    (kh, kw, kt * Cin, Cout) one. Same parameters (names, shapes, init) and same result as
+    `nn.Conv` with a 3D kernel; on the CPU it runs about 5x faster, because XLA's CPU
+    backend has a fast path for 2D convolutions and none for 3D ones.
+
+    x: [N, T, H, W, Cin] -> [N, T, H, W, features].
+    """
+
+    features: int
+    kernel_size: Sequence[int]
+    use_bias: bool = True
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        kt, kh, kw = self.kernel_size
+        kernel = self.param("kernel", ORTHOGONAL, (kt, kh, kw, x.shape[-1], self.features))
+        n, t, h, w, c = x.shape
+        x = jnp.asarray(x, self.dtype)
+        before = (kt - 1) // 2
+        padded = jnp.pad(x, ((0, 0), (before, kt - 1 - before), (0, 0), (0, 0), (0, 0)))
+        stacked = jnp.concatenate([padded[:, i : i + t] for i in range(kt)], axis=-1)
+        kernel_2d = jnp.transpose(kernel, (1, 2, 0, 3, 4)).reshape(kh, kw, kt * c, self.features)
+        y = jax.lax.conv_general_dilated(
+            stacked.reshape(n * t, h, w, kt * c),
+            jnp.asarray(kernel_2d, self.dtype),
+            (1, 1),
+            "SAME",
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        )
+        if self.use_bias:
+            y = y + jnp.asarray(
+                self.param("bias", nn.initializers.zeros, (self.features,)), self.dtype
+            )
+        return y.reshape(n, t, h, w, self.features)
+
+
+def use_stacked_conv3d(implementation: str) -> bool:
+    if implementation not in CONV3D_IMPLEMENTATIONS:
+        raise ValueError(
+            f"Unknown conv3d_impl {implementation!r}; use one of {CONV3D_IMPLEMENTATIONS}."
+        )
+    return implementation == "stacked" or (
+        implementation == "auto" and jax.default_backend() == "cpu"
+    )
+
+
 class SNConv(nn.Module):
     """Spectrally-normalised 'SAME' convolution, 2D or 3D by the length of `kernel_size`.
 
-    x: [N, (D,) H, W, Cin] -> [N, (D,) H, W, features].
+    x: [N, (T,) H, W, Cin] -> [N, (T,) H, W, features]. `conv3d_impl` picks how a 3D kernel
+    is computed ('auto': `TimeStackedConv` on the CPU, XLA's 3D convolution elsewhere).
     """
 
     features: int
     kernel_size: Sequence[int]
     use_bias: bool = True
     sn_steps: int = 1
+    conv3d_impl: str = "auto"
     dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, update_stats: bool):
-        conv = nn.Conv(
-            self.features,
-            tuple(self.kernel_size),
-            padding="SAME",
-            use_bias=self.use_bias,
-            kernel_init=ORTHOGONAL,
-            dtype=self.dtype,
-            name="conv",
-        )
+        kernel_size = tuple(self.kernel_size)
+        common = dict(use_bias=self.use_bias, dtype=self.dtype, name="conv")
+        if len(kernel_size) == 3 and kernel_size[0] > 1 and use_stacked_conv3d(self.conv3d_impl):
+            conv = TimeStackedConv(self.features, kernel_size, **common)
+        else:
+            conv = nn.Conv(
+                self.features, kernel_size, padding="SAME", kernel_init=ORTHOGONAL, **common
+            )
         return spectral_norm(conv, self.sn_steps, name="sn")(x, update_stats=update_stats)
 
 
@@ -87,6 +142,21 @@ class ClassEmbedding(nn.Module):
         if not self.use_spectral_norm:
             return embed(labels)
         return spectral_norm(embed, self.sn_steps, name="sn")(labels, update_stats=update_stats)
+
+
+REMAT_SETTINGS = ("none", "full", "dots_saveable", "dots_with_no_batch_dims_saveable")
+
+
+def maybe_remat(module_class, setting: str, static_argnums: tuple[int, ...]):
+    """`module_class`, rematerialised per call unless `setting` is 'none': 'full' keeps
+    nothing but the inputs, the others are `jax.checkpoint_policies` that keep matmul
+    outputs. `static_argnums` count `self` as argument 0."""
+    if setting not in REMAT_SETTINGS:
+        raise ValueError(f"Unknown model.remat {setting!r}; use one of {REMAT_SETTINGS}.")
+    if setting == "none":
+        return module_class
+    policy = None if setting == "full" else getattr(jax.checkpoint_policies, setting)
+    return nn.remat(module_class, static_argnums=static_argnums, policy=policy)
 
 
 def frame_batch_norm(
@@ -150,32 +220,33 @@ class FrameBatchNorm(nn.Module):
         return x * scale.astype(x.dtype) + offset.astype(x.dtype)
 
 
-def _upsample_axis_bilinear_2x(x, axis: int):
-    """Doubles `axis` with half-pixel-centred bilinear weights (0.75, 0.25), edges clamped."""
-    first = jnp.take(x, jnp.array([0]), axis=axis)
-    last = jnp.take(x, jnp.array([x.shape[axis] - 1]), axis=axis)
-    n = x.shape[axis]
-    previous = jnp.concatenate([first, jnp.take(x, jnp.arange(n - 1), axis=axis)], axis=axis)
-    following = jnp.concatenate([jnp.take(x, jnp.arange(1, n), axis=axis), last], axis=axis)
-    even = 0.75 * x + 0.25 * previous
-    odd = 0.75 * x + 0.25 * following
-    stacked = jnp.stack([even, odd], axis=axis + 1)
-    shape = list(x.shape)
-    shape[axis] = 2 * n
-    return stacked.reshape(shape)
+def bilinear_2x_matrix(n: int) -> np.ndarray:
+    """[2n, n] weights of x2 bilinear upsampling with half-pixel centres, edges clamped:
+    output 2i mixes inputs (i - 1, i) as (0.25, 0.75), output 2i + 1 mixes (i, i + 1)."""
+    matrix = np.zeros((2 * n, n), np.float32)
+    for i in range(n):
+        matrix[2 * i, max(i - 1, 0)] += 0.25
+        matrix[2 * i, i] += 0.75
+        matrix[2 * i + 1, i] += 0.75
+        matrix[2 * i + 1, min(i + 1, n - 1)] += 0.25
+    return matrix
 
 
 def upsample_2x(x, method: str):
     """x2 spatial upsampling of x [N, H, W, C] -> [N, 2H, 2W, C].
 
-    'bilinear' equals `jax.image.resize(..., 'bilinear')` (half-pixel centres) but is written
-    as shifted sums: at an exact factor of 2 the weights are fixed, and this form fuses into
-    the neighbouring elementwise ops instead of becoming two dense resize matmuls.
+    'bilinear' equals `jax.image.resize(..., 'bilinear')` (half-pixel centres), computed as
+    two small matrix products with fixed interpolation weights. Of the forms measured on
+    the CPU this is the fastest with its gradient: shifted sums of slices ran 4x slower
+    backward, index gathers 6x (their gradients are pads and scatter-adds).
     """
     if method == "nearest":
         return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
     if method == "bilinear":
-        return _upsample_axis_bilinear_2x(_upsample_axis_bilinear_2x(x, 1), 2)
+        rows = jnp.asarray(bilinear_2x_matrix(x.shape[1]), x.dtype)
+        columns = jnp.asarray(bilinear_2x_matrix(x.shape[2]), x.dtype)
+        x = jnp.einsum("ph,nhwc->npwc", rows, x)
+        return jnp.einsum("qw,nhwc->nhqc", columns, x)
     raise ValueError(f"Unknown upsampling method {method!r}; use 'bilinear' or 'nearest'.")
 
 

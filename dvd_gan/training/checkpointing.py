@@ -97,11 +97,20 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
-    def restore(self, abstract_state: TrainState, items=ITEMS) -> tuple[int, dict] | None:
-        """(step, {item: restored}) from the newest restorable checkpoint, or None if there
-        is none. `abstract_state` gives every item's shapes, dtypes and shardings."""
+    def restore(
+        self, abstract_state: TrainState, items=ITEMS, step: int | None = None
+    ) -> tuple[int, dict] | None:
+        """(step, {item: restored}) from the newest restorable checkpoint (or exactly `step`),
+        None if there is none. `abstract_state` gives the shapes, dtypes and shardings."""
         abstract_items = to_items(abstract_state)
-        for step in sorted(self.manager.all_steps(), reverse=True):
+        steps = sorted(self.manager.all_steps(), reverse=True)
+        if step is not None:
+            if step not in steps:
+                raise FileNotFoundError(
+                    f"No checkpoint of step {step} in {self.directory}: {steps}"
+                )
+            steps = [step]
+        for step in steps:
             expected = {name: abstract_items[name] for name in items}
             try:
                 found = dict(self.manager.item_metadata(step))

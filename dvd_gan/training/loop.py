@@ -2,7 +2,8 @@
 
 Workdir layout: `config.json` (the resolved config), `checkpoints/<step>/` (Orbax),
 `tensorboard/` (scalars and sample frames), `samples/step_<step>.gif|png` (EMA-generator
-sample grids, fixed z). Every process runs this function; only process 0 writes logs and
+sample grids, fixed z), `eval/step_<step>.json` (in-training FVD with its protocol, when
+`config.eval.every` > 0). Every process runs this function; only process 0 writes logs and
 samples, all take part in checkpointing.
 """
 
@@ -20,9 +21,11 @@ from etils import epath
 
 from dvd_gan.data.pipeline import ClipPipeline, scale_to_unit_range
 from dvd_gan.data.video_io import write_image, write_video
+from dvd_gan.evaluation.features import I3DFeatures
 from dvd_gan.training import mesh as mesh_lib
 from dvd_gan.training import sampling
 from dvd_gan.training.checkpointing import Checkpointer, from_items
+from dvd_gan.training.evaluation import evaluate_generator
 from dvd_gan.training.state import TrainState, init_state
 from dvd_gan.training.step import make_train_step
 
@@ -70,11 +73,16 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.loads(path.read_text()))
 
 
-def abstract_state(config: ml_collections.ConfigDict, sharding) -> TrainState:
-    """Shapes, dtypes and shardings of the state, computed without allocating it."""
+def abstract_state(config: ml_collections.ConfigDict, shardings) -> TrainState:
+    """Shapes, dtypes and shardings of the state, computed without allocating it.
+    `shardings` is one sharding for every leaf, or a pytree of them like the state."""
     shapes = jax.eval_shape(functools.partial(init_state, config), jax.random.key(0))
+    if not isinstance(shardings, TrainState):
+        shardings = jax.tree_util.tree_map(lambda _: shardings, shapes)
     return jax.tree_util.tree_map(
-        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes
+        lambda s, sharding: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
+        shapes,
+        shardings,
     )
 
 
@@ -85,10 +93,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         workdir.mkdir(parents=True, exist_ok=True)
         save_config(config, workdir)
 
-    # -- Mesh: one data axis over every device; the state replicated.
-    mesh = mesh_lib.make_mesh()
-    host_batch_size = mesh_lib.check_batch_size(config.batch_size)
+    # -- Mesh: data x model over every device; large parameters split over 'model'.
+    mesh = mesh_lib.make_mesh(model_axis=config.mesh.model_axis)
+    host_batch_size = mesh_lib.check_batch_size(config.batch_size, mesh)
     replicated = mesh_lib.replicated(mesh)
+    state_sharding = mesh_lib.state_shardings(config, mesh)
     batch_sharding = mesh_lib.stacked_batch_sharding(mesh)
 
     # -- Input: this process's share of every batch; d_steps real batches per step.
@@ -111,11 +120,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
     # -- State: restored from the newest good checkpoint, or initialised on the devices.
     checkpointer = Checkpointer(workdir / "checkpoints", keep=config.train.keep_checkpoints)
-    target = abstract_state(config, replicated)
+    target = abstract_state(config, state_sharding)
     restored = checkpointer.restore(target)
     if restored is None:
-        init = jax.jit(functools.partial(init_state, config), out_shardings=replicated)
-        state = init(jax.random.key(config.seed))
+        state = mesh_lib.init_state_on_mesh(config, mesh, jax.random.key(config.seed))
         logging.info("Initialised a new state.")
     else:
         step, items = restored
@@ -126,8 +134,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     # -- The update step: jitted once, state donated.
     train_step = jax.jit(
         make_train_step(config, mesh),
-        in_shardings=(replicated, batch_sharding),
-        out_shardings=(replicated, replicated),
+        in_shardings=(state_sharding, batch_sharding),
+        out_shardings=(state_sharding, replicated),
         donate_argnums=0,
     )
 
@@ -178,6 +186,33 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         write_image(str(directory / f"step_{step:07d}.png"), frames)
         writer.write_images(step, {"samples": frames[None]})
 
+    # -- Evaluation: FVD of the EMA generator against the eval split (real statistics cached).
+    extractor = None
+
+    def evaluate(step: int):
+        nonlocal extractor
+        extractor = extractor or I3DFeatures(config.eval.batch_size)
+        ema_params, g_vars = jax.device_get((state.ema_params, state.generator))
+        result = evaluate_generator(
+            config,
+            ema_params,
+            g_vars,
+            metrics=("fvd",),
+            num_videos=config.eval.num_videos,
+            split=config.data.eval_split,
+            extractor=extractor,
+            seed=config.seed,
+        )
+        logging.info("Step %d: FVD %.2f (%d videos)", step, result["fvd"], config.eval.num_videos)
+        if is_chief:
+            (workdir / "eval").mkdir(exist_ok=True)
+            (workdir / "eval" / f"step_{step:07d}.json").write_text(json.dumps(result, indent=2))
+            writer.write_scalars(step, {"eval/fvd": result["fvd"]})
+
+    def evaluate_now(step: int) -> bool:
+        every = config.eval.every
+        return every > 0 and (step % every == 0 or step == config.train.num_steps)
+
     # -- Loop.
     preemption = PreemptionFlag()
     batches = pipeline.batches(start=start_step * config.train.d_steps)
@@ -185,6 +220,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     step = start_step
     logging.info("Training from step %d to %d.", start_step, config.train.num_steps)
     with metric_writers.ensure_flushes(writer):
+        if step == 0 and evaluate_now(0):
+            evaluate(0)
         while step < config.train.num_steps:
             local = [next(batches) for _ in range(config.train.d_steps)]
             batch = mesh_lib.global_batch(
@@ -209,6 +246,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                 checkpointer.save(state, step)
             if last or step % config.train.sample_every == 0:
                 write_samples(step)
+            if evaluate_now(step):
+                evaluate(step)
             if stop:
                 logging.warning("Stopping at step %d on a preemption request.", step)
                 break

@@ -1,0 +1,165 @@
+"""What a train step costs: compiled FLOPs and memory, measured time, and the device's peak.
+
+Used by `python -m dvd_gan.benchmark`. Compiles the real train step (the one training
+uses) for a mesh of real devices, or ahead of time for a TPU slice described by a topology
+name (`jax.experimental.topologies`, with libtpu installed), where the TPU compiler's own
+memory and FLOP figures come back without any TPU.
+"""
+
+import functools
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+
+from dvd_gan import models
+from dvd_gan.training import mesh as mesh_lib
+from dvd_gan.training.state import init_state
+from dvd_gan.training.step import make_train_step
+
+# Dense peak FLOP/s per JAX device, by device kind and compute dtype (vendor figures).
+# TPU v2/v3 devices are single cores; v4 and v5p devices are megacore chips.
+PEAK_FLOPS = {
+    "TPU v2": {"bfloat16": 22.5e12},
+    "TPU v3": {"bfloat16": 61.5e12},
+    "TPU v4": {"bfloat16": 275e12},
+    "TPU v5 lite": {"bfloat16": 197e12},
+    "TPU v5e": {"bfloat16": 197e12},
+    "TPU v5p": {"bfloat16": 459e12},
+    "NVIDIA A100": {"bfloat16": 312e12, "float32": 156e12},  # float32 as TF32
+    "NVIDIA H100": {"bfloat16": 989e12, "float32": 494e12},
+    "NVIDIA H200": {"bfloat16": 989e12, "float32": 494e12},
+}
+
+
+def peak_flops(device_kind: str, dtype: str) -> float | None:
+    """The device's dense peak for `dtype`, or None where it is not known (CPUs)."""
+    for prefix, peaks in PEAK_FLOPS.items():
+        if device_kind.startswith(prefix):
+            return peaks.get(dtype, peaks.get("bfloat16"))
+    return None
+
+
+def abstract_inputs(config: ml_collections.ConfigDict, mesh: Mesh):
+    """(state, batch) as ShapeDtypeStructs with the training shardings."""
+    state_shardings = mesh_lib.state_shardings(config, mesh)
+    shapes = jax.eval_shape(functools.partial(init_state, config), jax.random.key(0))
+    state = jax.tree_util.tree_map(
+        lambda s, sharding: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
+        shapes,
+        state_shardings,
+    )
+    size = config.data.resolution
+    shape = (config.train.d_steps, config.batch_size, config.data.num_frames, size, size, 3)
+    sharding = mesh_lib.stacked_batch_sharding(mesh)
+    batch = {
+        "videos": jax.ShapeDtypeStruct(shape, jnp.uint8, sharding=sharding),
+        "labels": jax.ShapeDtypeStruct(shape[:2], jnp.int32, sharding=sharding),
+    }
+    return state, batch
+
+
+def jit_step(config: ml_collections.ConfigDict, mesh: Mesh):
+    state_shardings = mesh_lib.state_shardings(config, mesh)
+    replicated = mesh_lib.replicated(mesh)
+    return jax.jit(
+        make_train_step(config, mesh),
+        in_shardings=(state_shardings, mesh_lib.stacked_batch_sharding(mesh)),
+        out_shardings=(state_shardings, replicated),
+        donate_argnums=0,
+    )
+
+
+def compile_step(config: ml_collections.ConfigDict, mesh: Mesh):
+    """(compiled executable, seconds to lower and compile) of the train step."""
+    start = time.perf_counter()
+    compiled = jit_step(config, mesh).lower(*abstract_inputs(config, mesh)).compile()
+    return compiled, time.perf_counter() - start
+
+
+def compiled_costs(compiled) -> dict:
+    """Per-device FLOPs and peak memory the compiler reports for an executable."""
+    analysis = compiled.cost_analysis()
+    analysis = analysis[0] if isinstance(analysis, list | tuple) else analysis
+    memory = compiled.memory_analysis()
+    peak = None
+    if memory is not None:
+        peak = (
+            memory.argument_size_in_bytes
+            + memory.output_size_in_bytes
+            + memory.temp_size_in_bytes
+            - memory.alias_size_in_bytes
+        )
+    return {"flops_per_device": float(analysis.get("flops", 0.0)), "peak_memory_bytes": peak}
+
+
+def measure_matmul(devices, dtype: str, size: int = 2048, repeats: int = 5) -> float:
+    """FLOP/s of a size^3 matmul on every device at once (each its own), median of repeats."""
+    mesh = Mesh(np.array(devices), ("d",))
+    sharding = NamedSharding(mesh, jax.sharding.PartitionSpec("d"))
+    x = jax.device_put(jnp.ones((len(devices), size, size), dtype), sharding)
+    matmul = jax.jit(lambda a: jnp.einsum("bij,bjk->bik", a, a), out_shardings=sharding)
+    matmul(x).block_until_ready()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul(x).block_until_ready()
+        times.append(time.perf_counter() - start)
+    return 2.0 * size**3 * len(devices) / float(np.median(times))
+
+
+def time_steps(config: ml_collections.ConfigDict, mesh: Mesh, steps: int, warmup: int = 2):
+    """Median seconds of a train step on synthetic data, after `warmup` steps."""
+    step = jit_step(config, mesh)
+    state = mesh_lib.init_state_on_mesh(config, mesh, jax.random.key(0))
+    _, batch_shapes = abstract_inputs(config, mesh)
+    rng = np.random.default_rng(0)
+    batch = {
+        name: jax.device_put(
+            rng.integers(
+                0, 255 if name == "videos" else max(config.model.num_classes, 1), s.shape
+            ).astype(s.dtype),
+            s.sharding,
+        )
+        for name, s in batch_shapes.items()
+    }
+    times = []
+    for i in range(warmup + steps):
+        start = time.perf_counter()
+        state, metrics = step(state, batch)
+        jax.block_until_ready(metrics)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def time_sampling(config: ml_collections.ConfigDict, num_videos: int, repeats: int = 5) -> float:
+    """Median seconds for the EMA generator (eval mode) to make `num_videos` videos."""
+    generator = models.build(config.model)[0]
+    g_vars = jax.jit(lambda key: models.init(config.model, key, num_videos)[0])(jax.random.key(0))
+    x = models.example_inputs(config.model, num_videos)
+    sample = jax.jit(lambda v, z, y, c: generator.apply(v, z, y, conditioning=c, train=False))
+    z = jax.random.normal(jax.random.key(1), x["z"].shape)
+    sample(g_vars, z, x["labels"], x["conditioning"]).block_until_ready()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        sample(g_vars, z, x["labels"], x["conditioning"]).block_until_ready()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def topology_devices(topology: str):
+    """The devices of a TPU slice, e.g. 'v3:4x4', for ahead-of-time compilation (libtpu)."""
+    from jax.experimental import topologies
+
+    try:
+        return topologies.get_topology_desc(platform="tpu", topology_name=topology).devices
+    except Exception as e:
+        raise RuntimeError(
+            f"Cannot describe TPU topology {topology!r}: {e}. Ahead-of-time TPU compiles "
+            f"need libtpu: pip install 'dvd-gan[tpu]'."
+        ) from e

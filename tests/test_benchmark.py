@@ -1,0 +1,50 @@
+"""`python -m dvd_gan.benchmark`: a measured run, a paper config compiled on the CPU, and an
+ahead-of-time compile for a TPU slice (libtpu, from the test extra)."""
+
+import json
+
+from conftest import run_module
+
+KEYS = {
+    "step_time_s", "clips_per_s", "compile_s", "flops_per_step", "flops_per_s",
+    "matmul_flops_per_s", "mfu", "mfu_vs_matmul", "peak_memory_bytes", "params",
+}  # fmt: skip
+
+
+def _report(*args):
+    result = run_module("dvd_gan.benchmark", *args)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_benchmark_reports_every_key_for_a_measured_run():
+    report = _report("--config=configs/smoke.py", "--steps=2")
+    assert set(report) >= KEYS
+    assert report["step_time_s"] > 0 and report["flops_per_step"] > 0
+    assert report["mfu"] is None  # no known peak for a CPU
+    assert 0 < report["mfu_vs_matmul"] < 2
+    assert report["clips_per_s"] == report["batch_size"] * 2 / report["step_time_s"]
+    assert set(report["params"]) == {"G", "D_S", "D_T"}
+
+
+def test_compile_only_for_a_paper_config_on_the_cpu():
+    report = _report(
+        "--config=configs/kinetics600.py:12x64", "--compile_only", "--per_device_batch=1"
+    )
+    assert report["params"]["G"] > 300e6 and report["flops_per_step"] > 1e12
+    assert report["peak_memory_bytes"] > 8e9  # 634M parameters, Adam moments and the EMA
+    assert "step_time_s" not in report
+
+
+def test_ahead_of_time_compile_for_a_tpu_slice():
+    report = _report(
+        "--config=configs/smoke.py", "--topology=v3:2x2", "--per_device_batch=1",
+        "--config.model.dtype=bfloat16", "--config.model.remat=full",
+    )  # fmt: skip
+    assert report["device"] == "TPU v3" and report["devices"] == 8
+    assert report["batch_size"] == 8 and report["flops_per_step"] > 0
+    assert 0 < report["peak_memory_bytes"] < 16 * 2**30
+
+
+def test_sampling_benchmark():
+    report = _report("--config=configs/smoke.py", "--sample", "--sample_videos=2")
+    assert report["sample_videos"] == 2 and report["sample_time_s"] > 0
