@@ -25,7 +25,7 @@ def get_config():
     config.model.ch = 16
     config.model.d_ch = 16
     config.model.k_frames = 4
-    config.train.num_steps = 600
+    config.train.num_steps = 900
     config.train.g_learning_rate = 2e-4
     config.train.d_learning_rate = 4e-4
     config.train.ema_decay = 0.99

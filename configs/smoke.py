@@ -8,7 +8,7 @@ from configs import default
 
 def get_config():
     config = default.get_config()
-    config.batch_size = 4
+    config.batch_size = 8
     config.data.dataset = "moving_mnist_local"
     config.data.builder_config = "small"  # 512 train clips: prepared in seconds
     config.data.eval_split = "test"

@@ -79,8 +79,8 @@ def evaluate_workdir(metrics, extractor, c3d) -> dict:
     from clu import metric_writers
     from etils import epath
 
-    from dvd_gan.sample import restore_generator
     from dvd_gan.training.evaluation import evaluate_generator
+    from dvd_gan.training.loop import restore_generator
 
     config, step, ema_params, g_vars = restore_generator(_WORKDIR.value, _STEP.value)
     config.eval.batch_size = _BATCH_SIZE.value

@@ -37,28 +37,6 @@ _FPS = flags.DEFINE_float("fps", 8.0, "Frame rate of .gif / .mp4 output.")
 FORMATS = (".npz", ".gif", ".mp4")
 
 
-def restore_generator(workdir: str, step: int | None = None):
-    """(config, step, EMA params, G's variables) from a run's checkpoint, without the
-    discriminators or optimizer states."""
-    import jax
-
-    from dvd_gan.training import loop
-    from dvd_gan.training.checkpointing import Checkpointer
-
-    config = loop.load_config(workdir)
-    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    target = loop.abstract_state(config, device)
-    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
-    restored = checkpointer.restore(
-        target, items=("progress", "generator", "ema_params"), step=step
-    )
-    checkpointer.close()
-    if restored is None:
-        raise FileNotFoundError(f"No restorable checkpoint in {workdir}/checkpoints.")
-    step, items = restored
-    return config, step, items["ema_params"], items["generator"]
-
-
 def latent_inputs(config, num_videos, seed, truncation, class_id, interpolate):
     import jax.numpy as jnp
 
@@ -108,6 +86,7 @@ def main(argv):
     from dvd_gan.data.pipeline import scale_to_unit_range
     from dvd_gan.data.video_io import write_video
     from dvd_gan.training import sampling
+    from dvd_gan.training.loop import restore_generator
 
     config, step, ema_params, g_vars = restore_generator(_WORKDIR.value, _STEP.value)
     n = _NUM_VIDEOS.value
@@ -136,7 +115,8 @@ def main(argv):
             pairs = np.stack([real, frame_conditioning(videos, c)], axis=1)
             shown = pairs.reshape((-1,) + videos.shape[1:])
         columns = n if _INTERPOLATE.value else (2 * int(np.ceil(np.sqrt(n))) if c else None)
-        write_video(_OUTPUT.value, sampling.video_grid(shown, columns=columns), fps=_FPS.value)
+        grid = sampling.video_grid(sampling.enlarge(shown), columns=columns)
+        write_video(_OUTPUT.value, grid, fps=_FPS.value)
     logging.info("Wrote %d videos %s from step %d to %s", n, videos.shape, step, _OUTPUT.value)
 
 

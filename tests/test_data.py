@@ -176,4 +176,4 @@ def test_data_benchmark_command(data_dir):
         "--warmup=1",
     )
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["host_batch_size"] == 4 and report["clips_per_s"] > 0
+    assert report["host_batch_size"] == 8 and report["clips_per_s"] > 0

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
+from dvd_gan.evaluation.features import bilinear_matrix
 from dvd_gan.evaluation.i3d import conv3d
 
 NUM_FRAMES, CROP, RESIZE = 16, 112, (128, 171)
@@ -95,17 +96,13 @@ def load_weights(path: str) -> tuple[dict, np.ndarray]:
     return params, mean
 
 
-def _resize_matrix(size_in: int, size_out: int) -> np.ndarray:
-    return np.asarray(jax.image.resize(jnp.eye(size_in), (size_out, size_in), "bilinear"))
-
-
 def preprocess(videos, mean):
     """uint8 [N, 16, H, W, 3] -> [N, 16, 112, 112, 3]: resized to 128x171, centre-cropped,
     minus the mean."""
     h, w = videos.shape[2:4]
     x = videos.astype(jnp.float32)
-    x = jnp.einsum("ph,nthwc->ntpwc", _resize_matrix(h, RESIZE[0]), x)
-    x = jnp.einsum("qw,nthwc->nthqc", _resize_matrix(w, RESIZE[1]), x)
+    x = jnp.einsum("ph,nthwc->ntpwc", bilinear_matrix(h, RESIZE[0], True), x)
+    x = jnp.einsum("qw,nthwc->nthqc", bilinear_matrix(w, RESIZE[1], True), x)
     top, left = (RESIZE[0] - CROP) // 2, (RESIZE[1] - CROP) // 2
     return x[:, :, top : top + CROP, left : left + CROP] - mean
 

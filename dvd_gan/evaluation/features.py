@@ -30,14 +30,16 @@ I3D_MIN_FRAMES = 9
 DEFAULT_STATS_DIR = os.path.expanduser("~/.cache/dvd_gan/real_statistics")
 
 
-def tf1_bilinear_matrix(size_in: int, size_out: int) -> np.ndarray:
-    """[out, in] weights of TF1 `resize_bilinear` (align_corners=False, no half-pixel
-    centres): output i samples input position i * in / out."""
+def bilinear_matrix(size_in: int, size_out: int, half_pixel_centers: bool) -> np.ndarray:
+    """[out, in] weights of bilinear resizing, edges clamped, no antialiasing. Without
+    half-pixel centres (TF1's `resize_bilinear`, as FVD uses) output i samples input
+    position i * in / out; with them, (i + 0.5) * in / out - 0.5."""
     matrix = np.zeros((size_out, size_in), np.float32)
     scale = size_in / size_out
     for i in range(size_out):
-        position = i * scale
-        low = min(int(np.floor(position)), size_in - 1)
+        position = (i + 0.5) * scale - 0.5 if half_pixel_centers else i * scale
+        position = min(max(position, 0.0), size_in - 1)
+        low = int(np.floor(position))
         high = min(low + 1, size_in - 1)
         weight = position - low
         matrix[i, low] += 1.0 - weight
@@ -54,8 +56,8 @@ def i3d_preprocess(videos):
     """uint8 [N, T, H, W, 3] -> float32 [N, T * r, 224, 224, 3] in [-1, 1] (FVD's way)."""
     _, t, h, w, _ = videos.shape
     x = videos.astype(jnp.float32)
-    x = jnp.einsum("ph,nthwc->ntpwc", jnp.asarray(tf1_bilinear_matrix(h, I3D_SIZE)), x)
-    x = jnp.einsum("qw,nthwc->nthqc", jnp.asarray(tf1_bilinear_matrix(w, I3D_SIZE)), x)
+    x = jnp.einsum("ph,nthwc->ntpwc", bilinear_matrix(h, I3D_SIZE, False), x)
+    x = jnp.einsum("qw,nthwc->nthqc", bilinear_matrix(w, I3D_SIZE, False), x)
     x = jnp.repeat(x, frame_repeats(t), axis=1)
     return 2.0 * x / 255.0 - 1.0
 

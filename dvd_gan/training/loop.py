@@ -86,6 +86,23 @@ def abstract_state(config: ml_collections.ConfigDict, shardings) -> TrainState:
     )
 
 
+def restore_generator(workdir: str, step: int | None = None):
+    """(config, step, EMA params, G's variables) from a run's checkpoint, without the
+    discriminators or optimizer states."""
+    config = load_config(workdir)
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = abstract_state(config, device)
+    checkpointer = Checkpointer(epath.Path(workdir) / "checkpoints")
+    restored = checkpointer.restore(
+        target, items=("progress", "generator", "ema_params"), step=step
+    )
+    checkpointer.close()
+    if restored is None:
+        raise FileNotFoundError(f"No restorable checkpoint in {workdir}/checkpoints.")
+    step, items = restored
+    return config, step, items["ema_params"], items["generator"]
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
     workdir = epath.Path(workdir)
     is_chief = jax.process_index() == 0
@@ -179,6 +196,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             generated = np.concatenate([conditioning, generated], axis=1)
         if not is_chief:
             return
+        generated = sampling.enlarge(generated)
         directory = workdir / "samples"
         directory.mkdir(exist_ok=True)
         write_video(str(directory / f"step_{step:07d}.gif"), sampling.video_grid(generated), fps=8)

@@ -42,6 +42,13 @@ def to_uint8(videos):
     return jnp.round((jnp.clip(videos, -1.0, 1.0) + 1.0) * 127.5).astype(jnp.uint8)
 
 
+def enlarge(videos: np.ndarray, min_size: int = 64) -> np.ndarray:
+    """Repeats pixels (nearest neighbour) of videos [..., H, W, 3] until frames are at least
+    `min_size` wide, so that small samples can be seen in a grid; exact multiples only."""
+    factor = max(1, -(-min_size // min(videos.shape[-3:-1])))
+    return np.repeat(np.repeat(videos, factor, axis=-3), factor, axis=-2)
+
+
 def _columns(num_videos: int) -> int:
     return int(np.ceil(np.sqrt(num_videos)))
 
