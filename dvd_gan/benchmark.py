@@ -44,6 +44,9 @@ def main(argv):
     devices = cost.topology_devices(_TOPOLOGY.value) if _TOPOLOGY.value else jax.devices()
     kind = devices[0].device_kind
     report = {
+        "config": config_flags.get_config_filename(flags.FLAGS["config"]),
+        "overrides": config_flags.get_override_values(flags.FLAGS["config"]),
+        "topology": _TOPOLOGY.value,
         "device": kind,
         "devices": len(devices),
         "dtype": config.model.dtype,

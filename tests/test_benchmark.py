@@ -2,8 +2,11 @@
 ahead-of-time compile for a TPU slice (libtpu, from the test extra)."""
 
 import json
+import os
+import subprocess
 
-from conftest import run_module
+import pytest
+from conftest import ROOT, run_module
 
 KEYS = {
     "step_time_s", "clips_per_s", "compile_s", "flops_per_step", "flops_per_s",
@@ -16,8 +19,13 @@ def _report(*args):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_benchmark_reports_every_key_for_a_measured_run():
-    report = _report("--config=configs/smoke.py", "--steps=2")
+@pytest.fixture(scope="module")
+def measured_report():
+    return _report("--config=configs/smoke.py", "--steps=2")
+
+
+def test_benchmark_reports_every_key_for_a_measured_run(measured_report):
+    report = measured_report
     assert set(report) >= KEYS
     assert report["step_time_s"] > 0 and report["flops_per_step"] > 0
     assert report["mfu"] is None  # no known peak for a CPU
@@ -35,14 +43,27 @@ def test_compile_only_for_a_paper_config_on_the_cpu():
     assert "step_time_s" not in report
 
 
-def test_ahead_of_time_compile_for_a_tpu_slice():
-    report = _report(
-        "--config=configs/smoke.py", "--topology=v3:2x2", "--per_device_batch=1",
-        "--config.model.dtype=bfloat16", "--config.model.remat=full",
+def test_cost_table_compiles_ahead_of_time_for_a_tpu_slice(tmp_path):
+    """launch/cost_table.sh: the TPU compiler's figures as JSON, then the README table."""
+    env = {**os.environ, "DVD_GAN_EXTRAS": "test", "TOPOLOGIES": "v3:2x2", "REMATS": "full"}
+    result = subprocess.run(
+        [str(ROOT / "launch/cost_table.sh"), str(tmp_path), "configs/smoke.py"],
+        capture_output=True, text=True, env=env, check=True,
     )  # fmt: skip
+    report = json.loads((tmp_path / "smoke_v3_2x2_full.json").read_text())
     assert report["device"] == "TPU v3" and report["devices"] == 8
     assert report["batch_size"] == 8 and report["flops_per_step"] > 0
+    assert report["overrides"] == {"model.dtype": "bfloat16", "model.remat": "full"}
     assert 0 < report["peak_memory_bytes"] < 16 * 2**30
+    header, _, row = result.stdout.strip().splitlines()[-3:]  # after any set-up messages
+    assert "TPU v3 GiB/core, remat full" in header
+    assert row.startswith("| configs/smoke.py | 4×16² |") and row.endswith("✓ |")
+
+
+def test_cost_table_refuses_results_that_are_not_tpu_compiles(tmp_path, measured_report):
+    (tmp_path / "cpu.json").write_text(json.dumps(measured_report))
+    result = run_module("dvd_gan.cost_table", str(tmp_path / "cpu.json"), check=False)
+    assert result.returncode != 0 and "lack a topology" in result.stderr
 
 
 def test_sampling_benchmark():

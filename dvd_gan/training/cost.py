@@ -161,5 +161,6 @@ def topology_devices(topology: str):
     except Exception as e:
         raise RuntimeError(
             f"Cannot describe TPU topology {topology!r}: {e}. Ahead-of-time TPU compiles "
-            f"need libtpu: pip install 'dvd-gan[tpu]'."
+            "need libtpu (pip install 'dvd-gan[tpu]'); to run several at once on one host, "
+            "set ALLOW_MULTIPLE_LIBTPU_LOAD=1."
         ) from e
