@@ -2,8 +2,9 @@
 
     python -m dvd_gan.cost_table RESULTS.json [...]      # what launch/cost_table.sh writes
 
-One row per config: parameters, FLOPs per step and per example, and the TPU compiler's
-per-core peak memory for each (topology, remat) compiled, with whether it fits the core.
+One row per config: parameters, FLOPs per step and example (without and with remat), and
+the TPU compiler's per-core peak memory for each (device, remat) compiled, with whether it
+fits the core.
 """
 
 import json
@@ -37,21 +38,32 @@ def memory_cell(result: dict) -> str:
     return f"{used / GIB:.1f}{verdict}"
 
 
-def markdown_table(results: list[dict]) -> str:
-    columns = sorted({(r["device"], r["remat"]) for r in results})
-    rows: dict[str, dict] = {}
+def flops_per_example(results: list[dict], remat: str) -> str:
+    """TFLOP per example and step of the first compile with this remat policy, or '–'."""
     for r in results:
-        row = rows.setdefault(r["config"], {"result": r, "memory": {}})
-        row["memory"][(r["device"], r["remat"])] = memory_cell(r)
-    header = ["config", "T×H²", "params G / D_S / D_T (M)", "TFLOP/step (per example)"]
+        if r["remat"] == remat:
+            return f"{r['flops_per_step'] / r['batch_size'] / 1e12:.1f}"
+    return "–"
+
+
+def markdown_table(results: list[dict]) -> str:
+    columns = sorted(
+        {(r["device"], r["remat"]) for r in results}, key=lambda c: (c[0], c[1] != "none")
+    )
+    by_config: dict[str, list[dict]] = {}
+    for r in sorted(results, key=lambda r: r["device"]):
+        by_config.setdefault(r["config"], []).append(r)
+    header = ["config", "T×H²", "params G / D_S / D_T (M)", "TFLOP/step/example, remat none / full"]
     header += [f"{device} GiB/core, remat {remat}" for device, remat in columns]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    for config in sorted(rows):
-        r = rows[config]["result"]
-        params = " / ".join(f"{r['params'][k] / 1e6:.1f}" for k in ("G", "D_S", "D_T"))
-        flops = r["flops_per_step"] / r["batch_size"] / 1e12
-        cells = [config, f"{r['frames']}×{r['resolution']}²", params, f"{flops:.1f}"]
-        cells += [rows[config]["memory"].get(column, "–") for column in columns]
+    for config in sorted(by_config):
+        compiles = by_config[config]
+        first = compiles[0]
+        params = " / ".join(f"{first['params'][k] / 1e6:.1f}" for k in ("G", "D_S", "D_T"))
+        flops = f"{flops_per_example(compiles, 'none')} / {flops_per_example(compiles, 'full')}"
+        memory = {(r["device"], r["remat"]): memory_cell(r) for r in compiles}
+        cells = [config, f"{first['frames']}×{first['resolution']}²", params, flops]
+        cells += [memory.get(column, "–") for column in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
