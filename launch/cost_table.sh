@@ -6,7 +6,8 @@
 #   ./launch/cost_table.sh OUTDIR [CONFIG ...]        # default: every paper config
 #   TOPOLOGIES="v3:2x2 v5e:2x2" REMATS="none full" ./launch/cost_table.sh OUTDIR
 #
-# A 48-frame 128² compile takes about 10 minutes and 10 GB of host memory on 2 cores.
+# Each compile takes 5-20 minutes and 3-24 GB of host memory on 2 cores (v5e compiles need
+# more than v3 ones); configs/ucf101.py needed more than a 24 GB host had.
 # Files already in OUTDIR are kept, so an interrupted run picks up where it stopped.
 # Per-core memory does not depend on the slice size (the state is replicated and the batch
 # per core is fixed), so the smallest slice of each generation stands for all of them.
@@ -23,7 +24,7 @@ if [ ${#configs[@]} -eq 0 ]; then
 fi
 mkdir -p "$out"
 # libtpu lets one process at a time load it unless told otherwise; these compiles touch no
-# TPU, so several cost_table.sh runs (say, one per core) may share the machine.
+# TPU, so several cost_table.sh runs may share a host that has the memory for them.
 export ALLOW_MULTIPLE_LIBTPU_LOAD=1
 for config in "${configs[@]}"; do
   for topology in ${TOPOLOGIES:-v3:2x2 v5e:2x2}; do
