@@ -59,6 +59,16 @@ def _assert_states_close(a, b):
         )
 
 
+def _assert_runs_close(state_a, metrics_a, state_b, metrics_b):
+    """Every step's metrics and the final train states of two runs agree."""
+    for step_a, step_b in zip(metrics_a, metrics_b, strict=True):
+        for name in step_a:
+            np.testing.assert_allclose(
+                step_a[name], step_b[name], rtol=METRIC_RTOL, atol=1e-4, err_msg=name
+            )
+    _assert_states_close(state_a, state_b)
+
+
 @pytest.fixture(scope="module")
 def step_results():
     config = tiny_config(num_frames=4, num_classes=3)
@@ -78,23 +88,13 @@ def test_parameter_sharding_equals_the_data_parallel_step(step_results):
     split = [s for s in shardings if mesh_lib.MODEL_AXIS in s.spec]
     assert len(split) > 20, "the test must really split parameters"
     state_2d, metrics_2d, _ = _run_steps(config, jax.devices()[:8], 3, model_axis=2)
-    for m8, m2d in zip(metrics_8, metrics_2d, strict=True):
-        for name in m8:
-            np.testing.assert_allclose(
-                m8[name], m2d[name], rtol=METRIC_RTOL, atol=1e-4, err_msg=name
-            )
-    _assert_states_close(state_8, state_2d)
+    _assert_runs_close(state_8, metrics_8, state_2d, metrics_2d)
 
 
 def test_step_on_one_and_eight_devices_agrees(step_results):
     _, (state_1, metrics_1, _), (state_8, metrics_8, _) = step_results
     assert int(state_1.step) == int(state_8.step) == 3
-    for m1, m8 in zip(metrics_1, metrics_8, strict=True):
-        for name in m1:
-            np.testing.assert_allclose(
-                m1[name], m8[name], rtol=METRIC_RTOL, atol=1e-4, err_msg=name
-            )
-    _assert_states_close(state_1, state_8)
+    _assert_runs_close(state_1, metrics_1, state_8, metrics_8)
 
 
 def test_step_traces_once_and_updates_everything(step_results):
