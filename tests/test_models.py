@@ -11,7 +11,12 @@ from conftest import tiny_config
 
 from dvd_gan import losses, models
 from dvd_gan.models.conv_gru import _ConvGRURecurrence
-from dvd_gan.models.layers import SPECTRAL_STATS, TimeStackedConv, upsample_2x
+from dvd_gan.models.layers import (
+    SPECTRAL_STATS,
+    TimeStackedConv,
+    conv_general_dilated,
+    upsample_2x,
+)
 
 KEY = jax.random.key(0)
 
@@ -352,3 +357,30 @@ def test_time_stacked_conv_equals_native_3d_conv():
     np.testing.assert_allclose(
         stacked.apply(params, x), native.apply(params, x), rtol=1e-4, atol=1e-4
     )
+
+
+@pytest.mark.parametrize(
+    "input_shape, kernel_shape",
+    [
+        ((3, 2, 2, 5), (3, 3, 5, 4)),  # the 2x2 maps at the end of the discriminators
+        ((3, 1, 2, 5), (3, 3, 5, 4)),
+        ((2, 2, 3, 3, 5), (3, 3, 3, 5, 4)),  # 3D
+        ((2, 4, 4, 5), (3, 3, 5, 4)),  # not smaller than the kernel: XLA's convolution
+    ],
+)
+def test_small_input_convolution_equals_xla_convolution(input_shape, kernel_shape):
+    x = jax.random.normal(KEY, input_shape)
+    kernel = jax.random.normal(jax.random.key(1), kernel_shape)
+    spatial = "DHW"[-(len(input_shape) - 2) :]
+    numbers = jax.lax.conv_dimension_numbers(
+        input_shape, kernel_shape, (f"N{spatial}C", f"{spatial}IO", f"N{spatial}C")
+    )
+
+    def loss(x, kernel, conv):
+        y = conv(x, kernel, (1,) * (x.ndim - 2), "SAME", dimension_numbers=numbers)
+        return jnp.sum(jnp.sin(y))
+
+    ours = jax.value_and_grad(loss, (0, 1))(x, kernel, conv_general_dilated)
+    xla = jax.value_and_grad(loss, (0, 1))(x, kernel, jax.lax.conv_general_dilated)
+    for a, b in zip(jax.tree_util.tree_leaves(ours), jax.tree_util.tree_leaves(xla), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
