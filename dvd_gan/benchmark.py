@@ -8,10 +8,12 @@
 Keys: `step_time_s` (median over --steps steps after 2 warm-up steps; a step is d_steps D
 updates and one G update), `clips_per_s` (real clips consumed: d_steps x batch / step),
 `compile_s`, `flops_per_step` (XLA's cost analysis, all devices), `flops_per_s`,
-`matmul_flops_per_s` (a 2048^3 matmul per device in the compute dtype, measured in this
+`matmul_flops_per_s` (a 2048^3 matmul per device in the compute dtype, best of 10, measured in this
 process), `mfu` (against the device's peak where known, else null), `mfu_vs_matmul`,
 `peak_memory_bytes` (per device, from the compiled executable), `params` (G, D_S, D_T).
 --compile_only and --topology skip running: the compiler's FLOPs and memory only.
+--profile_dir=DIR also profiles one step: the trace in DIR, and `ops` (op executions) and
+`top_ops` ([op kind, ms, share of the summed op time]) in the JSON.
 """
 
 import json
@@ -31,6 +33,9 @@ _PER_DEVICE_BATCH = flags.DEFINE_integer(
 )
 _SAMPLE = flags.DEFINE_bool("sample", False, "Time sampling of the generator instead.")
 _SAMPLE_VIDEOS = flags.DEFINE_integer("sample_videos", 2, "Videos per sampling call.")
+_PROFILE_DIR = flags.DEFINE_string(
+    "profile_dir", None, "Also profile one step: trace here, op-kind times in the JSON."
+)
 
 
 def main(argv):
@@ -87,6 +92,8 @@ def main(argv):
             mfu=flops_per_s / (peak * len(devices)) if peak else None,
             mfu_vs_matmul=flops_per_s / matmul,
         )
+        if _PROFILE_DIR.value:
+            report.update(cost.profile_step(config, mesh, _PROFILE_DIR.value))
     print(json.dumps(report))
 
 

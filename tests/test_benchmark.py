@@ -14,14 +14,25 @@ KEYS = {
 }  # fmt: skip
 
 
-def _report(*args):
-    result = run_module("dvd_gan.benchmark", *args)
+def _report(*args, **kwargs):
+    result = run_module("dvd_gan.benchmark", *args, **kwargs)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")
-def measured_report():
-    return _report("--config=configs/smoke.py", "--steps=2")
+def profile_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("profile")
+
+
+@pytest.fixture(scope="module")
+def measured_report(profile_dir):
+    # One device, as on a laptop: 8 simulated ones on 2 cores would profile collectives.
+    return _report(
+        "--config=configs/smoke.py",
+        "--steps=2",
+        f"--profile_dir={profile_dir}",
+        env={**os.environ, "XLA_FLAGS": ""},
+    )
 
 
 def test_benchmark_reports_every_key_for_a_measured_run(measured_report):
@@ -32,6 +43,15 @@ def test_benchmark_reports_every_key_for_a_measured_run(measured_report):
     assert 0 < report["mfu_vs_matmul"] < 2
     assert report["clips_per_s"] == report["batch_size"] * 2 / report["step_time_s"]
     assert set(report["params"]) == {"G", "D_S", "D_T"}
+
+
+def test_profile_sums_the_time_of_each_op_kind(measured_report, profile_dir):
+    assert list(profile_dir.glob("plugins/profile/*/*.xplane.pb"))  # for TensorBoard/Perfetto
+    top = measured_report["top_ops"]
+    assert measured_report["ops"] > 100 and len(top) == 15
+    shares = [share for _, _, share in top]
+    assert shares == sorted(shares, reverse=True) and 0.5 < sum(shares) <= 1.0
+    assert any("conv" in kind for kind, _, _ in top[:5])  # convolutions dominate a GAN step
 
 
 def test_compile_only_for_a_paper_config_on_the_cpu():

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
+from dvd_gan.compiler import compiler_options
 from dvd_gan.evaluation.features import bilinear_matrix
 from dvd_gan.evaluation.i3d import conv3d
 
@@ -124,7 +125,10 @@ class C3DLogits:
         params, mean = load_weights(weights_path)
         self.params, self.mean, self.batch_size = params, mean, batch_size
         model = C3D()
-        self._logits = jax.jit(lambda p, m, v: model.apply({"params": p}, preprocess(v, m)))
+        self._logits = jax.jit(
+            lambda p, m, v: model.apply({"params": p}, preprocess(v, m)),
+            compiler_options=compiler_options(),
+        )
 
     def __call__(self, videos: np.ndarray) -> np.ndarray:
         if videos.shape[1] != NUM_FRAMES:

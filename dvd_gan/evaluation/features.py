@@ -9,6 +9,7 @@ protocol).
 """
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -22,6 +23,7 @@ from etils import epath
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm import tqdm
 
+from dvd_gan.compiler import compiler_options
 from dvd_gan.evaluation import i3d
 from dvd_gan.evaluation.metrics import FeatureStatistics
 
@@ -84,7 +86,7 @@ class I3DFeatures:
         self.batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
         model = i3d.InceptionI3d()
 
-        @jax.jit
+        @functools.partial(jax.jit, compiler_options=compiler_options())
         def features(variables, videos):
             logits, pool = model.apply(variables, i3d_preprocess(videos))
             return {"logits": logits, "pool": pool}

@@ -6,16 +6,20 @@ name (`jax.experimental.topologies`, with libtpu installed), where the TPU compi
 memory and FLOP figures come back without any TPU.
 """
 
+import collections
 import functools
+import re
 import time
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from etils import epath
 from jax.sharding import Mesh, NamedSharding
 
 from dvd_gan import models
+from dvd_gan.compiler import compiler_options
 from dvd_gan.training import mesh as mesh_lib
 from dvd_gan.training.state import init_state
 from dvd_gan.training.step import make_train_step
@@ -62,14 +66,20 @@ def abstract_inputs(config: ml_collections.ConfigDict, mesh: Mesh):
     return state, batch
 
 
-def jit_step(config: ml_collections.ConfigDict, mesh: Mesh):
+def jit_step(config: ml_collections.ConfigDict, mesh: Mesh, trace_ops: bool = False):
+    """The jitted train step; `trace_ops` makes XLA:CPU record every op in profiles."""
     state_shardings = mesh_lib.state_shardings(config, mesh)
     replicated = mesh_lib.replicated(mesh)
+    platform = mesh.devices.flat[0].platform
+    options = compiler_options(config.model.cpu_convolutions, platform) or {}
+    if trace_ops and platform == "cpu":
+        options["xla_cpu_enable_xprof_traceme"] = True
     return jax.jit(
         make_train_step(config, mesh),
         in_shardings=(state_shardings, mesh_lib.stacked_batch_sharding(mesh)),
         out_shardings=(state_shardings, replicated),
         donate_argnums=0,
+        compiler_options=options or None,
     )
 
 
@@ -96,8 +106,10 @@ def compiled_costs(compiled) -> dict:
     return {"flops_per_device": float(analysis.get("flops", 0.0)), "peak_memory_bytes": peak}
 
 
-def measure_matmul(devices, dtype: str, size: int = 2048, repeats: int = 5) -> float:
-    """FLOP/s of a size^3 matmul on every device at once (each its own), median of repeats."""
+def measure_matmul(devices, dtype: str, size: int = 2048, repeats: int = 10) -> float:
+    """FLOP/s of a size^3 matmul on every device at once (each its own), the best of
+    `repeats`: it is the reference peak, and a slow repeat (another process, memory
+    reclaim) would otherwise inflate `mfu_vs_matmul`."""
     mesh = Mesh(np.array(devices), ("d",))
     sharding = NamedSharding(mesh, jax.sharding.PartitionSpec("d"))
     x = jax.device_put(jnp.ones((len(devices), size, size), dtype), sharding)
@@ -108,12 +120,11 @@ def measure_matmul(devices, dtype: str, size: int = 2048, repeats: int = 5) -> f
         start = time.perf_counter()
         matmul(x).block_until_ready()
         times.append(time.perf_counter() - start)
-    return 2.0 * size**3 * len(devices) / float(np.median(times))
+    return 2.0 * size**3 * len(devices) / min(times)
 
 
-def time_steps(config: ml_collections.ConfigDict, mesh: Mesh, steps: int, warmup: int = 2):
-    """Median seconds of a train step on synthetic data, after `warmup` steps."""
-    step = jit_step(config, mesh)
+def _synthetic_inputs(config: ml_collections.ConfigDict, mesh: Mesh):
+    """A fresh train state and a batch of random uint8 videos, on the mesh."""
     state = mesh_lib.init_state_on_mesh(config, mesh, jax.random.key(0))
     _, batch_shapes = abstract_inputs(config, mesh)
     rng = np.random.default_rng(0)
@@ -126,6 +137,13 @@ def time_steps(config: ml_collections.ConfigDict, mesh: Mesh, steps: int, warmup
         )
         for name, s in batch_shapes.items()
     }
+    return state, batch
+
+
+def time_steps(config: ml_collections.ConfigDict, mesh: Mesh, steps: int, warmup: int = 2):
+    """Median seconds of a train step on synthetic data, after `warmup` steps."""
+    step = jit_step(config, mesh)
+    state, batch = _synthetic_inputs(config, mesh)
     times = []
     for i in range(warmup + steps):
         start = time.perf_counter()
@@ -136,12 +154,59 @@ def time_steps(config: ml_collections.ConfigDict, mesh: Mesh, steps: int, warmup
     return float(np.median(times))
 
 
+def profile_step(config: ml_collections.ConfigDict, mesh: Mesh, trace_dir: str, top: int = 15):
+    """Profiles one train step (after a warm-up one) with `jax.profiler`: the trace goes to
+    `trace_dir` (TensorBoard's profile plugin or Perfetto open it), and the time of every
+    executed XLA op is summed by op kind (its name without the `.N` suffix).
+
+    Returns {"ops": number of op executions, "top_ops": [[kind, ms, share], ...]}.
+    """
+    step = jit_step(config, mesh, trace_ops=True)
+    state, batch = _synthetic_inputs(config, mesh)
+    state, metrics = step(state, batch)
+    jax.block_until_ready(metrics)
+    with jax.profiler.trace(trace_dir):
+        state, metrics = step(state, batch)
+        jax.block_until_ready(metrics)
+    traces = sorted(
+        epath.Path(trace_dir).glob("plugins/profile/*/*.xplane.pb"), key=lambda p: p.stat().mtime
+    )
+    profile = jax.profiler.ProfileData.from_file(str(traces[-1]))
+    on_cpu = mesh.devices.flat[0].platform == "cpu"
+    totals, count = collections.Counter(), 0
+    for plane in profile.planes:
+        for line in plane.lines:
+            # XLA:CPU records ops on its Eigen worker threads; GPUs and TPUs on an
+            # "XLA Ops" line of each device plane.
+            if on_cpu and not line.name.startswith("tf_XLAEigen"):
+                continue
+            if not on_cpu and not (plane.name.startswith("/device:") and line.name == "XLA Ops"):
+                continue
+            end = -1  # of the last op counted: events inside it (waits, rendezvous) are its own
+            for event in sorted(line.events, key=lambda e: e.start_ns):
+                if event.start_ns < end or event.name.startswith(
+                    ("ThunkExecutor", "SlinkyThreadPool")
+                ):
+                    continue
+                end = event.end_ns
+                totals[re.sub(r"\.\d+$", "", event.name)] += event.duration_ns
+                count += 1
+    total = sum(totals.values()) or 1
+    top_ops = [
+        [name, round(ns / 1e6, 3), round(ns / total, 4)] for name, ns in totals.most_common(top)
+    ]
+    return {"ops": count, "top_ops": top_ops}
+
+
 def time_sampling(config: ml_collections.ConfigDict, num_videos: int, repeats: int = 5) -> float:
     """Median seconds for the EMA generator (eval mode) to make `num_videos` videos."""
     generator = models.build(config.model)[0]
     g_vars = jax.jit(lambda key: models.init(config.model, key, num_videos)[0])(jax.random.key(0))
     x = models.example_inputs(config.model, num_videos)
-    sample = jax.jit(lambda v, z, y, c: generator.apply(v, z, y, conditioning=c, train=False))
+    sample = jax.jit(
+        lambda v, z, y, c: generator.apply(v, z, y, conditioning=c, train=False),
+        compiler_options=compiler_options(config.model.cpu_convolutions),
+    )
     z = jax.random.normal(jax.random.key(1), x["z"].shape)
     sample(g_vars, z, x["labels"], x["conditioning"]).block_until_ready()
     times = []

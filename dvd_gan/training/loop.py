@@ -19,6 +19,7 @@ from absl import logging
 from clu import metric_writers, periodic_actions
 from etils import epath
 
+from dvd_gan.compiler import compiler_options
 from dvd_gan.data.pipeline import ClipPipeline, scale_to_unit_range
 from dvd_gan.data.video_io import write_image, write_video
 from dvd_gan.evaluation.features import I3DFeatures
@@ -154,6 +155,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         in_shardings=(state_sharding, batch_sharding),
         out_shardings=(state_sharding, replicated),
         donate_argnums=0,
+        compiler_options=compiler_options(config.model.cpu_convolutions),
     )
 
     # -- Logging: TensorBoard and console from process 0; steps/s and ETA; optional profile.

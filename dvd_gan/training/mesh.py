@@ -18,6 +18,7 @@ import numpy as np
 from absl import logging
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
+from dvd_gan.compiler import compiler_options
 from dvd_gan.training.state import TrainState, init_state
 
 DATA_AXIS = "data"
@@ -106,7 +107,9 @@ def init_state_on_mesh(config, mesh: Mesh, rng: jax.Array) -> TrainState:
     """A fresh train state created directly on the mesh's devices, laid out by
     `state_shardings` (never assembled on one device first)."""
     init = jax.jit(
-        functools.partial(init_state, config), out_shardings=state_shardings(config, mesh)
+        functools.partial(init_state, config),
+        out_shardings=state_shardings(config, mesh),
+        compiler_options=compiler_options(config.model.cpu_convolutions),
     )
     return init(rng)
 

@@ -1,11 +1,14 @@
 """Videos from the EMA generator, and the grids that show them to a person."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from dvd_gan import models
+from dvd_gan.compiler import compiler_options
 
 
 def sample_inputs(config: ml_collections.ConfigDict, num_videos: int, seed: int, class_id=None):
@@ -27,7 +30,7 @@ def make_sampler(config: ml_collections.ConfigDict):
     the EMA weights with G's BatchNorm running averages and spectral-norm state, eval mode."""
     generator = models.build(config.model)[0]
 
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=compiler_options(config.model.cpu_convolutions))
     def sample(ema_params, g_vars, z, labels, conditioning=None):
         videos = generator.apply(
             {**g_vars, "params": ema_params}, z, labels, conditioning=conditioning, train=False
