@@ -20,8 +20,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from dvd_gan.training import cost  # noqa: E402
 from dvd_gan.training import mesh as mesh_lib  # noqa: E402
+from dvd_gan.training.step import jit_train_step  # noqa: E402
 from tests.conftest import tiny_config  # noqa: E402
 
 GLOBAL_BATCH = 8
@@ -44,7 +44,7 @@ def main():
     mesh = mesh_lib.make_mesh()
     sharding = mesh_lib.stacked_batch_sharding(mesh)
     state = mesh_lib.init_state_on_mesh(config, mesh, jax.random.key(0))
-    step = cost.jit_step(config, mesh)
+    step = jit_train_step(config, mesh)
     share = GLOBAL_BATCH // jax.process_count()
     rows = slice(jax.process_index() * share, (jax.process_index() + 1) * share)
     for i in range(2):

@@ -14,9 +14,9 @@ import orbax.checkpoint as ocp
 import pytest
 from conftest import ROOT, run_module, tiny_config
 
-from dvd_gan.training import cost
 from dvd_gan.training import mesh as mesh_lib
 from dvd_gan.training.state import init_state
+from dvd_gan.training.step import jit_train_step
 
 # Agreement between layouts of the same step. Sums over the batch (BatchNorm statistics,
 # losses, gradients) are added in another order, so values differ by float32 rounding;
@@ -40,7 +40,7 @@ def _run_steps(config, devices, num_steps, batch_size=8, model_axis=1):
     mesh = mesh_lib.make_mesh(devices=devices, model_axis=model_axis)
     sharding = mesh_lib.stacked_batch_sharding(mesh)
     state = mesh_lib.init_state_on_mesh(config, mesh, jax.random.key(0))
-    step = cost.jit_step(config, mesh)
+    step = jit_train_step(config, mesh)
     history = []
     for i in range(num_steps):
         batch = jax.device_put(_batch(config, batch_size, i), sharding)

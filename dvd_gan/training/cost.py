@@ -22,7 +22,7 @@ from dvd_gan import models
 from dvd_gan.compiler import compiler_options
 from dvd_gan.training import mesh as mesh_lib
 from dvd_gan.training.state import init_state
-from dvd_gan.training.step import make_train_step
+from dvd_gan.training.step import jit_train_step
 
 # Dense peak FLOP/s per JAX device, by device kind and compute dtype (vendor figures).
 # TPU v2/v3 devices are single cores; v4 and v5p devices are megacore chips.
@@ -66,27 +66,10 @@ def abstract_inputs(config: ml_collections.ConfigDict, mesh: Mesh):
     return state, batch
 
 
-def jit_step(config: ml_collections.ConfigDict, mesh: Mesh, trace_ops: bool = False):
-    """The jitted train step; `trace_ops` makes XLA:CPU record every op in profiles."""
-    state_shardings = mesh_lib.state_shardings(config, mesh)
-    replicated = mesh_lib.replicated(mesh)
-    platform = mesh.devices.flat[0].platform
-    options = compiler_options(config.model.cpu_convolutions, platform) or {}
-    if trace_ops and platform == "cpu":
-        options["xla_cpu_enable_xprof_traceme"] = True
-    return jax.jit(
-        make_train_step(config, mesh),
-        in_shardings=(state_shardings, mesh_lib.stacked_batch_sharding(mesh)),
-        out_shardings=(state_shardings, replicated),
-        donate_argnums=0,
-        compiler_options=options or None,
-    )
-
-
 def compile_step(config: ml_collections.ConfigDict, mesh: Mesh):
     """(compiled executable, seconds to lower and compile) of the train step."""
     start = time.perf_counter()
-    compiled = jit_step(config, mesh).lower(*abstract_inputs(config, mesh)).compile()
+    compiled = jit_train_step(config, mesh).lower(*abstract_inputs(config, mesh)).compile()
     return compiled, time.perf_counter() - start
 
 
@@ -142,7 +125,7 @@ def _synthetic_inputs(config: ml_collections.ConfigDict, mesh: Mesh):
 
 def time_steps(config: ml_collections.ConfigDict, mesh: Mesh, steps: int, warmup: int = 2):
     """Median seconds of a train step on synthetic data, after `warmup` steps."""
-    step = jit_step(config, mesh)
+    step = jit_train_step(config, mesh)
     state, batch = _synthetic_inputs(config, mesh)
     times = []
     for i in range(warmup + steps):
@@ -161,7 +144,7 @@ def profile_step(config: ml_collections.ConfigDict, mesh: Mesh, trace_dir: str, 
 
     Returns {"ops": number of op executions, "top_ops": [[kind, ms, share], ...]}.
     """
-    step = jit_step(config, mesh, trace_ops=True)
+    step = jit_train_step(config, mesh, trace_ops=True)
     state, batch = _synthetic_inputs(config, mesh)
     state, metrics = step(state, batch)
     jax.block_until_ready(metrics)

@@ -19,7 +19,6 @@ from absl import logging
 from clu import metric_writers, periodic_actions
 from etils import epath
 
-from dvd_gan.compiler import compiler_options
 from dvd_gan.data.pipeline import ClipPipeline, scale_to_unit_range
 from dvd_gan.data.video_io import write_image, write_video
 from dvd_gan.evaluation.features import I3DFeatures
@@ -28,7 +27,7 @@ from dvd_gan.training import sampling
 from dvd_gan.training.checkpointing import Checkpointer, from_items
 from dvd_gan.training.evaluation import evaluate_generator
 from dvd_gan.training.state import TrainState, init_state
-from dvd_gan.training.step import make_train_step
+from dvd_gan.training.step import jit_train_step
 
 
 class PreemptionFlag:
@@ -114,7 +113,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     # -- Mesh: data x model over every device; large parameters split over 'model'.
     mesh = mesh_lib.make_mesh(model_axis=config.mesh.model_axis)
     host_batch_size = mesh_lib.check_batch_size(config.batch_size, mesh)
-    replicated = mesh_lib.replicated(mesh)
     state_sharding = mesh_lib.state_shardings(config, mesh)
     batch_sharding = mesh_lib.stacked_batch_sharding(mesh)
 
@@ -150,13 +148,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     start_step = int(state.step)
 
     # -- The update step: jitted once, state donated.
-    train_step = jax.jit(
-        make_train_step(config, mesh),
-        in_shardings=(state_sharding, batch_sharding),
-        out_shardings=(state_sharding, replicated),
-        donate_argnums=0,
-        compiler_options=compiler_options(config.model.cpu_convolutions),
-    )
+    train_step = jit_train_step(config, mesh)
 
     # -- Logging: TensorBoard and console from process 0; steps/s and ETA; optional profile.
     writer = metric_writers.create_default_writer(

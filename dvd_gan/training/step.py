@@ -14,7 +14,9 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from dvd_gan import losses, models
+from dvd_gan.compiler import compiler_options
 from dvd_gan.data.pipeline import scale_to_unit_range
+from dvd_gan.training import mesh as mesh_lib
 from dvd_gan.training.mesh import DATA_AXIS
 from dvd_gan.training.state import TrainState, discriminator_params, optimizers
 
@@ -156,3 +158,20 @@ def make_train_step(config: ml_collections.ConfigDict, mesh: Mesh | None):
         return state.replace(step=state.step + 1), {**metrics, **g_metrics}
 
     return train_step
+
+
+def jit_train_step(config: ml_collections.ConfigDict, mesh: Mesh, trace_ops: bool = False):
+    """The train step as training runs it: jitted for the mesh's state and batch layouts,
+    the state donated. `trace_ops` makes XLA:CPU record every op in profiles."""
+    platform = mesh.devices.flat[0].platform
+    options = compiler_options(config.model.cpu_convolutions, platform) or {}
+    if trace_ops and platform == "cpu":
+        options["xla_cpu_enable_xprof_traceme"] = True
+    state_shardings = mesh_lib.state_shardings(config, mesh)
+    return jax.jit(
+        make_train_step(config, mesh),
+        in_shardings=(state_shardings, mesh_lib.stacked_batch_sharding(mesh)),
+        out_shardings=(state_shardings, mesh_lib.replicated(mesh)),
+        donate_argnums=0,
+        compiler_options=options or None,
+    )
