@@ -4,6 +4,7 @@ cache shared with the subprocesses the tests start, tiny configs, and a prepared
 import json
 import os
 import pathlib
+import socket
 import subprocess
 import sys
 import tempfile
@@ -47,6 +48,29 @@ def run_module(module: str, *args: str, check: bool = True, **kwargs):
         check=check,
         **kwargs,
     )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_worker(script: str, *args: str) -> subprocess.Popen:
+    """Starts `python tests/SCRIPT args...`: one real process of a multi-process test."""
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / script), *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_for_workers(*processes: subprocess.Popen, timeout: float = 600):
+    for process in processes:
+        output = process.communicate(timeout=timeout)[0]
+        assert process.returncode == 0, output
 
 
 @pytest.fixture(scope="session")

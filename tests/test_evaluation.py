@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import scipy.linalg
-from conftest import run_module, tiny_config
+from conftest import free_port, run_module, start_worker, tiny_config, wait_for_workers
 
 from dvd_gan.evaluation import c3d, features, metrics, video_metrics
 
@@ -164,3 +164,41 @@ def test_evaluate_a_workdir(smoke_workdir, tmp_path):
     assert report["step"] == 2 and report["fvd"] >= 0 and report["is"] >= 1.0
     assert report["protocol"]["fvd"]["split"] == "test"
     assert (smoke_workdir / "eval" / "step_0000002.json").exists()
+
+
+def test_evaluation_split_over_two_processes_equals_one_process(tmp_path, mnist_data_dir):
+    """Two processes of one device each generate and score half of every batch; their
+    videos and metrics equal those of one process with two devices, and process 0 caches
+    the real statistics once for both to read."""
+    coordinator = f"127.0.0.1:{free_port()}"
+    worker = "distributed_eval_worker.py"
+    two = [
+        start_worker(
+            worker,
+            str(tmp_path / "two.json"),
+            mnist_data_dir,
+            str(tmp_path / "stats_two"),
+            "1",
+            "2",
+            str(i),
+            coordinator,
+        )  # fmt: skip
+        for i in range(2)
+    ]
+    one = start_worker(
+        worker, str(tmp_path / "one.json"), mnist_data_dir, str(tmp_path / "stats_one"),
+        "2", "1", "0",
+    )  # fmt: skip
+    wait_for_workers(one, *two)
+    multi = json.loads((tmp_path / "two.json").read_text())
+    single = json.loads((tmp_path / "one.json").read_text())
+    assert multi["video_sums"] == single["video_sums"]  # the same videos, in the same order
+    assert len(set(single["video_sums"])) == 10
+    for computed, cached in (multi["metrics"], single["metrics"]):
+        assert computed == cached  # the second call read the cached real statistics
+    for name in ("fvd", "fid", "is", "is_std"):
+        np.testing.assert_allclose(
+            multi["metrics"][0][name], single["metrics"][0][name], rtol=1e-5, err_msg=name
+        )
+    assert multi["metrics"][0]["protocol"]["fvd"]["num_videos"] == 10
+    assert len(list((tmp_path / "stats_two").iterdir())) == 1

@@ -3,7 +3,6 @@ after SIGKILL, SIGTERM, a corrupted checkpoint, divergence, bad config fields.""
 
 import pathlib
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,7 +11,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from conftest import ROOT, run_module, tiny_config
+from conftest import ROOT, free_port, run_module, start_worker, tiny_config, wait_for_workers
 
 from dvd_gan.training import mesh as mesh_lib
 from dvd_gan.training.state import init_state
@@ -170,33 +169,15 @@ def test_ema_copies_before_its_start_and_averages_after():
         np.testing.assert_allclose(e, x, rtol=1e-6, atol=1e-7)
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_equal_one_process_with_the_full_batch(tmp_path):
-    worker = str(ROOT / "tests" / "distributed_worker.py")
-    coordinator = f"127.0.0.1:{_free_port()}"
+    coordinator = f"127.0.0.1:{free_port()}"
+    worker = "distributed_worker.py"
     two = [
-        subprocess.Popen(
-            [sys.executable, worker, str(tmp_path / "two.npz"), "2", "2", str(i), coordinator],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )  # fmt: skip
+        start_worker(worker, str(tmp_path / "two.npz"), "2", "2", str(i), coordinator)
         for i in range(2)
     ]
-    one = subprocess.run(
-        [sys.executable, worker, str(tmp_path / "one.npz"), "1", "1", "0"],
-        cwd=ROOT, capture_output=True, text=True,
-    )  # fmt: skip
-    assert one.returncode == 0, one.stdout + one.stderr
-    for process in two:
-        output = process.communicate(timeout=600)[0]
-        assert process.returncode == 0, output
+    one = start_worker(worker, str(tmp_path / "one.npz"), "1", "1", "0")
+    wait_for_workers(one, *two)
     multi, single = np.load(tmp_path / "two.npz"), np.load(tmp_path / "one.npz")
     assert sorted(multi.files) == sorted(single.files)
     for name in single.files:

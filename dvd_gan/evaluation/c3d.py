@@ -13,15 +13,12 @@ Accepted weights: a NumPy `.npz` with
 README.md ("Evaluation") shows how to convert the public TGAN (Chainer) C3D weights.
 """
 
-import math
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm import tqdm
 
-from dvd_gan.compiler import compiler_options
+from dvd_gan.evaluation.batches import DataParallel
 from dvd_gan.evaluation.features import bilinear_matrix
 from dvd_gan.evaluation.i3d import conv3d
 
@@ -119,23 +116,18 @@ def protocol() -> dict:
 
 
 class C3DLogits:
-    """Callable: uint8 videos [N, 16, H, W, 3] -> logits [N, 101]."""
+    """Callable: uint8 videos [N, 16, H, W, 3] -> logits [N, 101], each batch split over
+    every device of every process (see batches.DataParallel)."""
 
     def __init__(self, weights_path: str, batch_size: int = 8):
         params, mean = load_weights(weights_path)
-        self.params, self.mean, self.batch_size = params, mean, batch_size
         model = C3D()
-        self._logits = jax.jit(
-            lambda p, m, v: model.apply({"params": p}, preprocess(v, m)),
-            compiler_options=compiler_options(),
+        self._logits = DataParallel(
+            lambda p, m, v: model.apply({"params": p}, preprocess(v, m)), batch_size
         )
+        self.params, self.mean = self._logits.place((params, mean))
 
     def __call__(self, videos: np.ndarray) -> np.ndarray:
         if videos.shape[1] != NUM_FRAMES:
             raise ValueError(f"The C3D protocol uses {NUM_FRAMES} frames; got {videos.shape[1]}.")
-        outputs = []
-        steps = math.ceil(len(videos) / self.batch_size)
-        for i in tqdm(range(steps), desc="C3D logits", unit="batch"):
-            batch = videos[i * self.batch_size : (i + 1) * self.batch_size]
-            outputs.append(np.asarray(self._logits(self.params, self.mean, batch)))
-        return np.concatenate(outputs)
+        return self._logits((self.params, self.mean), (videos,), "C3D logits")

@@ -1,6 +1,6 @@
 """Video features for the metrics: I3D logits (FVD, IS) and pooled Mixed_5c (FID), with the
-reference FVD preprocessing, batched, jitted and split over this process's devices; and
-real-data statistics, computed once and cached by dataset, split and protocol.
+reference FVD preprocessing, batched, jitted and split over every device of every process;
+and real-data statistics, computed once and cached by dataset, split and protocol.
 
 FVD preprocessing (google-research/frechet_video_distance): every frame resized straight
 to 224x224 with TF1's `resize_bilinear` (no half-pixel centres, no crop), then scaled
@@ -9,7 +9,6 @@ protocol).
 """
 
 import dataclasses
-import functools
 import hashlib
 import json
 import math
@@ -20,11 +19,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from etils import epath
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
-from tqdm import tqdm
+from jax.experimental import multihost_utils
 
-from dvd_gan.compiler import compiler_options
 from dvd_gan.evaluation import i3d
+from dvd_gan.evaluation.batches import DataParallel
 from dvd_gan.evaluation.metrics import FeatureStatistics
 
 I3D_SIZE = 224
@@ -76,35 +74,21 @@ def i3d_protocol(num_frames: int) -> dict:
 
 
 class I3DFeatures:
-    """Callable: uint8 videos [N, T, H, W, 3] -> {'logits': [N, 400], 'pool': [N, 1024]}."""
+    """Callable: uint8 videos [N, T, H, W, 3] -> {'logits': [N, 400], 'pool': [N, 1024]},
+    each batch split over every device of every process (see batches.DataParallel)."""
 
     def __init__(self, batch_size: int = 16):
-        self.variables = i3d.load_variables()
-        devices = jax.local_devices()
-        self.batch_size = math.ceil(batch_size / len(devices)) * len(devices)
-        mesh = Mesh(np.array(devices), ("data",))
-        self.batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
         model = i3d.InceptionI3d()
 
-        @functools.partial(jax.jit, compiler_options=compiler_options())
         def features(variables, videos):
             logits, pool = model.apply(variables, i3d_preprocess(videos))
             return {"logits": logits, "pool": pool}
 
-        self._features = features
+        self._features = DataParallel(features, batch_size)
+        self.variables = self._features.place(i3d.load_variables())
 
     def __call__(self, videos: np.ndarray, description: str = "I3D features") -> dict:
-        n = len(videos)
-        outputs = []
-        for start in tqdm(range(0, n, self.batch_size), desc=description, unit="batch"):
-            batch = np.asarray(videos[start : start + self.batch_size])
-            count = len(batch)
-            if count < self.batch_size:  # a fixed batch shape: one compile
-                padding = np.zeros((self.batch_size - count,) + batch.shape[1:], batch.dtype)
-                batch = np.concatenate([batch, padding])
-            result = self._features(self.variables, jax.device_put(batch, self.batch_sharding))
-            outputs.append({k: np.asarray(v)[:count] for k, v in result.items()})
-        return {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
+        return self._features((self.variables,), (videos,), description)
 
 
 def real_videos(data_config: ml_collections.ConfigDict, split: str, num_videos: int) -> np.ndarray:
@@ -131,6 +115,14 @@ class RealStatistics:
     fid: FeatureStatistics  # of pooled Mixed_5c features
 
 
+def _every_process(flag: bool) -> bool:
+    """Whether `flag` holds in every process. The features are computed by all processes
+    together, so all must agree to read the cache (a process without it would wait alone)."""
+    if jax.process_count() == 1:
+        return flag
+    return bool(np.all(multihost_utils.process_allgather(np.asarray(flag))))
+
+
 def real_statistics(
     data_config: ml_collections.ConfigDict,
     split: str,
@@ -139,7 +131,8 @@ def real_statistics(
     cache_dir: str | None = None,
 ) -> RealStatistics:
     """I3D statistics of a split's first clips, cached under `cache_dir` by dataset, split,
-    clip shape and protocol, so a run (or many runs) computes them once."""
+    clip shape and protocol, so a run (or many runs) computes them once; process 0 writes
+    the cache."""
     from dvd_gan.data.pipeline import tfds_name
 
     key = {
@@ -157,7 +150,7 @@ def real_statistics(
         epath.Path(cache_dir or DEFAULT_STATS_DIR)
         / f"{tfds_name(data_config).replace('/', '_')}-{split}-{digest}.npz"
     )
-    if path.exists():
+    if _every_process(path.exists()):
         with path.open("rb") as f:
             stored = np.load(f)
             return RealStatistics(
@@ -172,6 +165,8 @@ def real_statistics(
     stats = RealStatistics(
         FeatureStatistics.of(features["logits"]), FeatureStatistics.of(features["pool"])
     )
+    if jax.process_index() != 0 or path.exists():
+        return stats
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as f:
         np.savez(

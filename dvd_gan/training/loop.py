@@ -204,16 +204,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     def evaluate(step: int):
         nonlocal extractor
         extractor = extractor or I3DFeatures(config.eval.batch_size)
-        ema_params, g_vars = jax.device_get((state.ema_params, state.generator))
         result = evaluate_generator(
             config,
-            ema_params,
-            g_vars,
+            state.ema_params,
+            state.generator,
             metrics=("fvd",),
             num_videos=config.eval.num_videos,
             split=config.data.eval_split,
             extractor=extractor,
             seed=config.seed,
+            mesh=mesh,
         )
         logging.info("Step %d: FVD %.2f (%d videos)", step, result["fvd"], config.eval.num_videos)
         if is_chief:

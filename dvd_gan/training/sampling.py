@@ -1,7 +1,5 @@
 """Videos from the EMA generator, and the grids that show them to a person."""
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -25,12 +23,12 @@ def sample_inputs(config: ml_collections.ConfigDict, num_videos: int, seed: int,
     return z, labels
 
 
-def make_sampler(config: ml_collections.ConfigDict):
+def sample_function(config: ml_collections.ConfigDict):
     """`sample(ema_params, g_vars, z, labels, conditioning=None)` -> uint8 [N, T', H, W, 3]:
-    the EMA weights with G's BatchNorm running averages and spectral-norm state, eval mode."""
+    the EMA weights with G's BatchNorm running averages and spectral-norm state, eval mode.
+    Not jitted: `make_sampler` jits it, evaluation jits it over a mesh."""
     generator = models.build(config.model)[0]
 
-    @functools.partial(jax.jit, compiler_options=compiler_options(config.model.cpu_convolutions))
     def sample(ema_params, g_vars, z, labels, conditioning=None):
         videos = generator.apply(
             {**g_vars, "params": ema_params}, z, labels, conditioning=conditioning, train=False
@@ -38,6 +36,13 @@ def make_sampler(config: ml_collections.ConfigDict):
         return to_uint8(videos)
 
     return sample
+
+
+def make_sampler(config: ml_collections.ConfigDict):
+    """`sample_function(config)`, jitted."""
+    return jax.jit(
+        sample_function(config), compiler_options=compiler_options(config.model.cpu_convolutions)
+    )
 
 
 def to_uint8(videos):
