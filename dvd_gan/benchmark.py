@@ -12,8 +12,10 @@ updates and one G update), `clips_per_s` (real clips consumed: d_steps x batch /
 process), `mfu` (against the device's peak where known, else null), `mfu_vs_matmul`,
 `peak_memory_bytes` (per device, from the compiled executable), `params` (G, D_S, D_T).
 --compile_only and --topology skip running: the compiler's FLOPs and memory only.
---profile_dir=DIR also profiles one step: the trace in DIR, and `ops` (op executions) and
-`top_ops` ([op kind, ms, share of the summed op time]) in the JSON.
+--profile_dir=DIR also profiles one step: the trace in DIR, and `ops` (op executions),
+`top_ops` ([op kind, ms, share of the summed op time]), `convolution_flops_per_s` (the
+convolution ops' FLOPs over their own summed time: a ceiling for the whole step) and
+`convolution_share` (of the op time) in the JSON.
 """
 
 import json

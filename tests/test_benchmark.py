@@ -5,8 +5,13 @@ import json
 import os
 import subprocess
 
+import jax
+import jax.numpy as jnp
 import pytest
 from conftest import ROOT, run_module
+
+from dvd_gan.compiler import compiler_options
+from dvd_gan.training import cost
 
 KEYS = {
     "step_time_s", "clips_per_s", "compile_s", "flops_per_step", "flops_per_s",
@@ -52,6 +57,24 @@ def test_profile_sums_the_time_of_each_op_kind(measured_report, profile_dir):
     shares = [share for _, _, share in top]
     assert shares == sorted(shares, reverse=True) and 0.5 < sum(shares) <= 1.0
     assert any("conv" in kind for kind, _, _ in top[:5])  # convolutions dominate a GAN step
+    assert 0.05 < measured_report["convolution_share"] < 1.0
+    # Convolutions run slower than a large matmul, but not absurdly so.
+    rate = measured_report["convolution_flops_per_s"]
+    assert (
+        0.01 * measured_report["matmul_flops_per_s"] < rate < measured_report["matmul_flops_per_s"]
+    )
+
+
+def test_convolution_flops_from_hlo_text():
+    x = jnp.zeros((2, 8, 8, 3))
+    kernel = jnp.zeros((3, 3, 3, 5))
+    numbers = ("NHWC", "HWIO", "NHWC")
+    conv = jax.jit(
+        lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), "SAME", dimension_numbers=numbers),
+        compiler_options=compiler_options(),
+    )
+    flops = cost.convolution_flops(conv.lower(x, kernel).compile().as_text())
+    assert list(flops.values()) == [2 * 2 * 8 * 8 * 5 * 3 * 3 * 3]
 
 
 def test_compile_only_for_a_paper_config_on_the_cpu():

@@ -137,15 +137,41 @@ def time_steps(config: ml_collections.ConfigDict, mesh: Mesh, steps: int, warmup
     return float(np.median(times))
 
 
+_HLO_SHAPE = re.compile(r"%([\w.\-]+) = \w+\[([\d,]*)\]")
+_HLO_CONVOLUTION = re.compile(
+    r"%([\w.\-]+) = \w+\[([\d,]*)\]\S* convolution\(%[\w.\-]+, %([\w.\-]+)\)"
+    r".*?dim_labels=\w+_(\w+)->"
+)
+
+
+def convolution_flops(hlo_text: str) -> dict[str, float]:
+    """FLOPs of every convolution instruction in an HLO module's text, by name: 2 x output
+    elements x kernel elements per output feature (no grouped convolutions here)."""
+    shapes = {
+        name: [int(d) for d in dims.split(",") if d] for name, dims in _HLO_SHAPE.findall(hlo_text)
+    }
+    flops = {}
+    for name, output, kernel, kernel_labels in _HLO_CONVOLUTION.findall(hlo_text):
+        kernel_shape = shapes[kernel]
+        per_output = np.prod(kernel_shape) / kernel_shape[kernel_labels.index("o")]
+        flops[name] = 2.0 * np.prod([int(d) for d in output.split(",") if d]) * per_output
+    return flops
+
+
 def profile_step(config: ml_collections.ConfigDict, mesh: Mesh, trace_dir: str, top: int = 15):
     """Profiles one train step (after a warm-up one) with `jax.profiler`: the trace goes to
     `trace_dir` (TensorBoard's profile plugin or Perfetto open it), and the time of every
     executed XLA op is summed by op kind (its name without the `.N` suffix).
 
-    Returns {"ops": number of op executions, "top_ops": [[kind, ms, share], ...]}.
+    Returns {"ops": number of op executions, "top_ops": [[kind, ms, share], ...],
+    "convolution_flops_per_s": the FLOPs of the step's (unfused) convolution ops over the
+    sum of their own times, "convolution_share": their share of all op time}. The rate of
+    its convolutions alone bounds what a step made of them can reach.
     """
     step = jit_train_step(config, mesh, trace_ops=True)
     state, batch = _synthetic_inputs(config, mesh)
+    step = step.lower(state, batch).compile()
+    conv_flops = convolution_flops(step.as_text())
     state, metrics = step(state, batch)
     jax.block_until_ready(metrics)
     with jax.profiler.trace(trace_dir):
@@ -156,7 +182,7 @@ def profile_step(config: ml_collections.ConfigDict, mesh: Mesh, trace_dir: str, 
     )
     profile = jax.profiler.ProfileData.from_file(str(traces[-1]))
     on_cpu = mesh.devices.flat[0].platform == "cpu"
-    totals, count = collections.Counter(), 0
+    totals, count, conv_ns, conv_flops_run = collections.Counter(), 0, 0, 0.0
     for plane in profile.planes:
         for line in plane.lines:
             # XLA:CPU records ops on its Eigen worker threads; GPUs and TPUs on an
@@ -174,11 +200,19 @@ def profile_step(config: ml_collections.ConfigDict, mesh: Mesh, trace_dir: str, 
                 end = event.end_ns
                 totals[re.sub(r"\.\d+$", "", event.name)] += event.duration_ns
                 count += 1
+                if event.name in conv_flops:
+                    conv_ns += event.duration_ns
+                    conv_flops_run += conv_flops[event.name]
     total = sum(totals.values()) or 1
     top_ops = [
         [name, round(ns / 1e6, 3), round(ns / total, 4)] for name, ns in totals.most_common(top)
     ]
-    return {"ops": count, "top_ops": top_ops}
+    return {
+        "ops": count,
+        "top_ops": top_ops,
+        "convolution_flops_per_s": conv_flops_run / conv_ns * 1e9 if conv_ns else None,
+        "convolution_share": conv_ns / total,
+    }
 
 
 def time_sampling(config: ml_collections.ConfigDict, num_videos: int, repeats: int = 5) -> float:
