@@ -83,8 +83,8 @@ def main(argv):
     quiet_library_logs()
     import jax.numpy as jnp
 
-    from dvd_gan.data.pipeline import scale_to_unit_range
     from dvd_gan.data.video_io import write_video
+    from dvd_gan.pixels import scale_to_unit_range
     from dvd_gan.training import sampling
     from dvd_gan.training.loop import restore_generator
 

@@ -28,6 +28,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 import dvd_gan.data  # noqa: F401  (registers our TFDS builders)
+from dvd_gan.pixels import scale_to_unit_range
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,11 +92,6 @@ def open_source(data_config: ml_collections.ConfigDict, split: str):
             ) from e
         raise
     return builder, source
-
-
-def scale_to_unit_range(videos):
-    """uint8 [0, 255] -> float32 [-1, 1]; works on NumPy and JAX arrays alike."""
-    return videos.astype("float32") / 127.5 - 1.0
 
 
 def _decode_frame(encoded: bytes, size: int) -> Image.Image:

@@ -15,7 +15,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from dvd_gan import losses, models
 from dvd_gan.compiler import compiler_options
-from dvd_gan.data.pipeline import scale_to_unit_range
+from dvd_gan.pixels import scale_to_unit_range
 from dvd_gan.training import mesh as mesh_lib
 from dvd_gan.training.mesh import DATA_AXIS
 from dvd_gan.training.state import TrainState, discriminator_params, optimizers
