@@ -7,9 +7,10 @@
 
 Keys: `step_time_s` (median over --steps steps after 2 warm-up steps; a step is d_steps D
 updates and one G update), `clips_per_s` (real clips consumed: d_steps x batch / step),
-`compile_s`, `flops_per_step` (XLA's cost analysis, all devices), `flops_per_s`,
-`matmul_flops_per_s` (a 2048^3 matmul per device in the compute dtype, best of 10, measured in this
-process), `mfu` (against the device's peak where known, else null), `mfu_vs_matmul`,
+`compile_s`, `flops_per_step` (XLA's cost analysis, all devices; see cost.step_flops),
+`flops_per_s`, `matmul_flops_per_s` (a 2048^3 matmul per device, 8192^3 on accelerators,
+in the compute dtype, best of 10, measured in this process), `mfu` (against the device's
+peak where known, else null), `mfu_vs_matmul`,
 `peak_memory_bytes` (per device, from the compiled executable), `params` (G, D_S, D_T).
 --compile_only and --topology skip running: the compiler's FLOPs and memory only.
 --profile_dir=DIR also profiles one step: the trace in DIR, and `ops` (op executions),
@@ -70,9 +71,9 @@ def main(argv):
     if _PER_DEVICE_BATCH.value:
         config.batch_size = _PER_DEVICE_BATCH.value * len(devices) // config.mesh.model_axis
     mesh = mesh_lib.make_mesh(devices=devices, model_axis=config.mesh.model_axis)
-    compiled, compile_s = cost.compile_step(config, mesh)
+    lowered, compiled, compile_s = cost.compile_step(config, mesh)
     costs = cost.compiled_costs(compiled)
-    flops_per_step = costs["flops_per_device"] * len(devices)
+    flops_per_step = cost.step_flops(lowered, compiled, devices)
     report.update(
         batch_size=config.batch_size,
         remat=config.model.remat,

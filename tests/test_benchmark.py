@@ -4,6 +4,7 @@ ahead-of-time compile for a TPU slice (libtpu, from the test extra)."""
 import json
 import os
 import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -112,3 +113,15 @@ def test_cost_table_refuses_results_that_are_not_tpu_compiles(tmp_path, measured
 def test_sampling_benchmark():
     report = _report("--config=configs/smoke.py", "--sample", "--sample_videos=2")
     assert report["sample_videos"] == 2 and report["sample_time_s"] > 0
+
+
+def test_the_benchmark_needs_neither_tensorflow_nor_tfds():
+    """Accelerator machines with JAX but no TensorFlow run it as it is."""
+    script = (
+        "import sys, dvd_gan.benchmark, dvd_gan.training.cost; "
+        "print(sorted(m for m in ('tensorflow', 'tensorflow_datasets') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
