@@ -25,7 +25,11 @@ import jax  # noqa: E402
 from dvd_gan import models  # noqa: E402
 from dvd_gan.evaluation.features import I3DFeatures  # noqa: E402
 from dvd_gan.training import mesh as mesh_lib  # noqa: E402
-from dvd_gan.training.evaluation import evaluate_generator, generate_videos  # noqa: E402
+from dvd_gan.training.evaluation import (  # noqa: E402
+    evaluate_generator,
+    generate_videos,
+    video_sampler,
+)
 from tests.conftest import tiny_config  # noqa: E402
 
 NUM_VIDEOS = 10  # not a multiple of the batch of 4: the last batch is padded
@@ -51,7 +55,7 @@ def main():
         )
         for _ in range(2)
     ]
-    videos = generate_videos(config, g_vars["params"], g_vars, NUM_VIDEOS, 0, 4)
+    videos = generate_videos(config, video_sampler(config), g_vars["params"], g_vars, NUM_VIDEOS, 0)
     if jax.process_index() == 0:
         with open(out, "w") as f:
             json.dump({"metrics": results, "video_sums": videos.sum(axis=(1, 2, 3, 4)).tolist()}, f)

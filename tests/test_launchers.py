@@ -57,3 +57,9 @@ def test_slurm_dry_run_prints_the_sbatch_script():
     assert "dvd_gan.main" in srun and "--jax_distributed" in srun
     assert "--config=configs/ucf101.py" in out and "--workdir=/shared/run" in out
     assert "--config.model.dtype=bfloat16" in out and "sbatch" in out.splitlines()[-1]
+
+
+def test_accelerator_benchmark_names_its_benchmarks(tmp_path):
+    result = _launch("accelerator_benchmark.sh", str(tmp_path), "12x64x")
+    assert result.returncode == 2
+    assert "Unknown benchmark 12x64x; use 12x64, 48x128, sample or profile." in result.stderr

@@ -5,34 +5,42 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
-from dvd_gan.data.pipeline import scale_to_unit_range, tfds_name
+from dvd_gan.data.pipeline import tfds_name
 from dvd_gan.evaluation import features as features_lib
 from dvd_gan.evaluation import video_metrics
 from dvd_gan.evaluation.batches import DataParallel
+from dvd_gan.pixels import scale_to_unit_range
 from dvd_gan.training import sampling
+
+
+def video_sampler(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> DataParallel:
+    """The EMA generator over batches of `config.eval.batch_size`, each split over `mesh`'s
+    data axis (default: every device of every process). Each one compiles anew: build it
+    once per run."""
+    return DataParallel(
+        sampling.sample_function(config),
+        config.eval.batch_size,
+        mesh,
+        config.model.cpu_convolutions,
+    )
 
 
 def generate_videos(
     config: ml_collections.ConfigDict,
+    sampler: DataParallel,
     ema_params,
     g_vars,
     num_videos: int,
     seed: int,
-    batch_size: int,
     conditioning_clips: np.ndarray | None = None,
-    mesh: Mesh | None = None,
 ) -> np.ndarray:
-    """uint8 [N, T, H, W, 3] from the EMA generator: z from `seed`, classes in turn; in
-    DVD-GAN-FP the first C frames are the real conditioning frames. Every batch is split
-    over `mesh`'s data axis (default: every device of every process)."""
+    """uint8 [N, T, H, W, 3] from the EMA generator (a `video_sampler`): z from `seed`,
+    classes in turn; in DVD-GAN-FP the first C frames are the real conditioning frames."""
     z, labels = sampling.sample_inputs(config, num_videos, seed)
     c = config.model.num_conditioning_frames
     conditioning = None
     if c:
         conditioning = np.asarray(scale_to_unit_range(conditioning_clips[:num_videos, :c]))
-    sampler = DataParallel(
-        sampling.sample_function(config), batch_size, mesh, config.model.cpu_convolutions
-    )
     generated = sampler(sampler.place((ema_params, g_vars)), (z, labels, conditioning))
     if c:
         generated = np.concatenate([conditioning_clips[:num_videos, :c], generated], axis=1)
@@ -50,18 +58,19 @@ def evaluate_generator(
     extractor: features_lib.I3DFeatures | None,
     c3d=None,
     seed: int = 0,
-    mesh: Mesh | None = None,
+    sampler: DataParallel | None = None,
 ) -> dict:
     """The metrics of `num_videos` generated videos against `split` (see video_metrics).
 
     Called by every process of a run together (see evaluation/batches.py): `ema_params` and
-    `g_vars` are host arrays or arrays on `mesh`, the training mesh."""
+    `g_vars` are host arrays or arrays on the mesh of `sampler` (default: a new
+    `video_sampler`)."""
     needs_real = bool({"fvd", "fid"} & set(metrics))
     conditioning = None
     if config.model.num_conditioning_frames:
         conditioning = features_lib.real_videos(config.data, split, num_videos)
     fake = generate_videos(
-        config, ema_params, g_vars, num_videos, seed, config.eval.batch_size, conditioning, mesh
+        config, sampler or video_sampler(config), ema_params, g_vars, num_videos, seed, conditioning
     )
     real = None
     if needs_real:

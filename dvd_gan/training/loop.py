@@ -19,13 +19,14 @@ from absl import logging
 from clu import metric_writers, periodic_actions
 from etils import epath
 
-from dvd_gan.data.pipeline import ClipPipeline, scale_to_unit_range
+from dvd_gan.data.pipeline import ClipPipeline
 from dvd_gan.data.video_io import write_image, write_video
 from dvd_gan.evaluation.features import I3DFeatures
+from dvd_gan.pixels import scale_to_unit_range
 from dvd_gan.training import mesh as mesh_lib
 from dvd_gan.training import sampling
 from dvd_gan.training.checkpointing import Checkpointer, from_items
-from dvd_gan.training.evaluation import evaluate_generator
+from dvd_gan.training.evaluation import evaluate_generator, video_sampler
 from dvd_gan.training.state import TrainState, init_state
 from dvd_gan.training.step import jit_train_step
 
@@ -199,11 +200,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         writer.write_images(step, {"samples": frames[None]})
 
     # -- Evaluation: FVD of the EMA generator against the eval split (real statistics cached).
-    extractor = None
+    extractor = eval_sampler = None
 
     def evaluate(step: int):
-        nonlocal extractor
+        nonlocal extractor, eval_sampler
         extractor = extractor or I3DFeatures(config.eval.batch_size)
+        eval_sampler = eval_sampler or video_sampler(config, mesh)
         result = evaluate_generator(
             config,
             state.ema_params,
@@ -213,7 +215,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             split=config.data.eval_split,
             extractor=extractor,
             seed=config.seed,
-            mesh=mesh,
+            sampler=eval_sampler,
         )
         logging.info("Step %d: FVD %.2f (%d videos)", step, result["fvd"], config.eval.num_videos)
         if is_chief:
