@@ -11,7 +11,7 @@ import math
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 from tqdm import tqdm
 
 from dvd_gan.compiler import compiler_options
@@ -32,7 +32,10 @@ class DataParallel:
     """
 
     def __init__(self, fn, batch_size: int, mesh: Mesh | None = None, cpu_convolutions="xla"):
-        self.mesh = mesh or jax.make_mesh((jax.device_count(),), (DATA_AXIS,))
+        # Auto axes, as in training: XLA places what the batch sharding leaves open.
+        self.mesh = mesh or jax.make_mesh(
+            (jax.device_count(),), (DATA_AXIS,), axis_types=(AxisType.Auto,)
+        )
         shards = self.mesh.shape[DATA_AXIS]
         self.batch_size = math.ceil(batch_size / shards) * shards
         self._rows = NamedSharding(self.mesh, PartitionSpec(DATA_AXIS))
