@@ -83,7 +83,7 @@ def main(argv):
         peak_memory_bytes=costs["peak_memory_bytes"],
     )
     if not (_COMPILE_ONLY.value or _TOPOLOGY.value):
-        step_time = cost.time_steps(config, mesh, _STEPS.value)
+        step_time = cost.time_steps(compiled, config, mesh, _STEPS.value)
         matmul = cost.measure_matmul(devices, config.model.dtype)
         flops_per_s = flops_per_step / step_time
         peak = cost.peak_flops(kind, config.model.dtype)
