@@ -17,6 +17,12 @@ out="${1:?usage: $0 OUTDIR [NAME ...]}"
 shift
 names=("$@")
 [ ${#names[@]} -eq 0 ] && names=(12x64 48x128 sample profile)
+for name in "${names[@]}"; do # all checked before any runs
+  case "$name" in
+  12x64 | 48x128 | sample | profile) ;;
+  *) echo "Unknown benchmark $name; use 12x64, 48x128, sample or profile." >&2 && exit 2 ;;
+  esac
+done
 batch="${PER_DEVICE_BATCH:-8}"
 export JAX_COMPILATION_CACHE_DIR="${JAX_COMPILATION_CACHE_DIR:-/tmp/dvd_gan_jax_cache}"
 mkdir -p "$out"
@@ -43,6 +49,5 @@ for name in "${names[@]}"; do
     run profile 180 --config=configs/kinetics600.py:12x64 --per_device_batch="$batch" --steps=2 \
       --profile_dir=/tmp/dvd_gan_profile
     ;;
-  *) echo "Unknown benchmark $name; use 12x64, 48x128, sample or profile." >&2 && exit 2 ;;
   esac
 done

@@ -11,17 +11,17 @@ import math
 
 import jax
 import numpy as np
-from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm import tqdm
 
 from dvd_gan.compiler import compiler_options
-
-DATA_AXIS = "data"
+from dvd_gan.training.mesh import DATA_AXIS, make_mesh
 
 
 class DataParallel:
     """`fn(*constants, *batch)` over fixed-size batches of host arrays, each batch split over
-    `mesh`'s 'data' axis (default: a 1-D mesh of every device of every process).
+    `mesh`'s 'data' axis (default: the training mesh's layout over every device of every
+    process, without a model axis).
 
         features = DataParallel(fn, batch_size=16)
         outputs = features((variables,), (videos,))  # fn's outputs for every row, on the host
@@ -32,10 +32,7 @@ class DataParallel:
     """
 
     def __init__(self, fn, batch_size: int, mesh: Mesh | None = None, cpu_convolutions="xla"):
-        # Auto axes, as in training: XLA places what the batch sharding leaves open.
-        self.mesh = mesh or jax.make_mesh(
-            (jax.device_count(),), (DATA_AXIS,), axis_types=(AxisType.Auto,)
-        )
+        self.mesh = mesh or make_mesh()
         shards = self.mesh.shape[DATA_AXIS]
         self.batch_size = math.ceil(batch_size / shards) * shards
         self._rows = NamedSharding(self.mesh, PartitionSpec(DATA_AXIS))
