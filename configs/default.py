@@ -53,6 +53,7 @@ def get_config():
     model.bn_epsilon = 1e-5  # BatchNorm variance epsilon.
     model.spectral_norm_steps = 1  # Power iterations per forward pass.
     model.g_class_embedding_spectral_norm = False  # SN on G's lookup table (BigGAN: off).
+    model.output_channels = 3  # Channels of G's head: 3 (RGB) or 1 (grey, repeated to RGB).
     model.dtype = "float32"  # Compute dtype ('bfloat16' for mixed precision); params stay f32.
     # Rematerialisation per G group and D block: none, full, or a jax.checkpoint_policies name.
     model.remat = "none"
@@ -81,6 +82,9 @@ def get_config():
     evaluation = config.eval = ml_collections.ConfigDict()
     evaluation.every = 0  # Steps between FVDs during training, also at 0 and the end; 0: off.
     evaluation.num_videos = 256  # Generated (and real) videos per in-training FVD.
-    evaluation.batch_size = 16  # Videos per generator / I3D batch.
+    evaluation.batch_size = 16  # Videos per generator / I3D / standing-statistics batch.
+    # Batches of fresh z whose BatchNorm statistics the EMA generator samples with (BigGAN's
+    # standing statistics); 0: the raw generator's running averages.
+    evaluation.standing_stats_batches = 16
     evaluation.stats_dir = ml_collections.config_dict.placeholder(str)  # Real-data cache.
     return config

@@ -79,10 +79,12 @@ def evaluate_workdir(metrics, extractor, c3d) -> dict:
     from clu import metric_writers
     from etils import epath
 
+    from dvd_gan.training import standing_stats
     from dvd_gan.training.evaluation import evaluate_generator
     from dvd_gan.training.loop import restore_generator
 
     config, step, ema_params, g_vars = restore_generator(_WORKDIR.value, _STEP.value)
+    g_vars = standing_stats.cached(_WORKDIR.value, config, step, ema_params, g_vars)
     config.eval.batch_size = _BATCH_SIZE.value
     result = evaluate_generator(
         config,

@@ -85,10 +85,11 @@ def main(argv):
 
     from dvd_gan.data.video_io import write_video
     from dvd_gan.pixels import scale_to_unit_range
-    from dvd_gan.training import sampling
+    from dvd_gan.training import sampling, standing_stats
     from dvd_gan.training.loop import restore_generator
 
     config, step, ema_params, g_vars = restore_generator(_WORKDIR.value, _STEP.value)
+    g_vars = standing_stats.cached(_WORKDIR.value, config, step, ema_params, g_vars)
     n = _NUM_VIDEOS.value
     z, labels = latent_inputs(
         config, n, _SEED.value, _TRUNCATION.value, _CLASS_ID.value, _INTERPOLATE.value

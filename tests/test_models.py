@@ -13,6 +13,7 @@ from dvd_gan import losses, models
 from dvd_gan.models.conv_gru import _ConvGRURecurrence
 from dvd_gan.models.layers import (
     SPECTRAL_STATS,
+    ConditionalBatchNorm,
     TimeStackedConv,
     conv_general_dilated,
     upsample_2x,
@@ -101,6 +102,80 @@ def test_generator_batch_norm_statistics_are_per_time_step(generators):
     _, updated = apply(variables, _z(4), jnp.array([0, 1, 0, 1]))
     mean = updated["batch_stats"]["head_bn"]["bn"]["mean"]
     assert not np.allclose(mean[0], mean[-1]), "per-step statistics must differ between steps"
+
+
+def test_spectral_norm_constrains_every_generator_layer(generators):
+    """Every weight of an unconditional G (kernels of ndim >= 2: the projection, ConvGRU
+    gates, block and skip convolutions, CBN gain and bias maps, the head) is normalised:
+    scaling any one of them x10 leaves the output unchanged."""
+    _, generator, variables = generators("unconditional_16x12")
+    apply = jit_apply(generator, train=False)
+    z, labels = _z(2), jnp.array([0, 0])
+    before = apply(variables, z, labels)
+    kernels = [
+        path
+        for path, leaf in jax.tree_util.tree_leaves_with_path(variables["params"])
+        if leaf.ndim >= 2
+    ]
+    assert len(kernels) >= 20, "the test must see every layer"
+    for path in kernels:
+        scaled = jax.tree_util.tree_map_with_path(
+            lambda p, x, path=path: x * 10.0 if p == path else x, variables["params"]
+        )
+        after = apply({**variables, "params": scaled}, z, labels)
+        np.testing.assert_allclose(
+            before, after, rtol=1e-4, atol=1e-5, err_msg=jax.tree_util.keystr(path)
+        )
+
+
+def test_conditional_batch_norm_learns_an_affine_without_conditioning():
+    """With c = 0 (what an unconditional G's z is on average) the learnable bias terms of
+    the gain and bias maps still scale and shift every channel."""
+    norm = ConditionalBatchNorm(momentum=0.9, epsilon=1e-5)
+    x = jax.random.normal(KEY, (4, 3, 5, 5, 6)) * 3.0 + 1.0
+    cond = jnp.zeros((4, 8))
+    variables = norm.init(KEY, x, cond, train=True)
+    params = variables["params"]
+    assert params["gain"]["dense"]["bias"].shape == (6,)
+    assert params["bias"]["dense"]["bias"].shape == (6,)
+    scale, offset = jnp.linspace(0.5, 2.0, 6), jnp.linspace(-1.0, 1.0, 6)
+    params = jax.tree_util.tree_map(lambda p: p, params)
+    params["gain"]["dense"]["bias"] = scale - 1.0
+    params["bias"]["dense"]["bias"] = offset
+    y, _ = norm.apply({**variables, "params": params}, x, cond, train=True, mutable=True)
+    np.testing.assert_allclose(jnp.mean(y, axis=(0, 2, 3)), offset[None].repeat(3, 0), atol=1e-4)
+    np.testing.assert_allclose(jnp.std(y, axis=(0, 2, 3)), scale[None].repeat(3, 0), rtol=1e-3)
+
+
+def test_grey_generator_makes_equal_channels():
+    config = tiny_config(16, num_frames=3, ch=2, output_channels=1)
+    generator, variables = _generator_vars(config)
+    videos = jit_apply(generator, train=False)(variables, _z(2), jnp.array([0, 0]))
+    assert videos.shape == (2, 3, 16, 16, 3)
+    np.testing.assert_array_equal(videos[..., 0], videos[..., 1])
+    np.testing.assert_array_equal(videos[..., 0], videos[..., 2])
+    assert variables["params"]["head_conv"]["conv"]["kernel"].shape[-1] == 1
+
+
+def test_temporal_discriminator_3d_block_mixes_neighbouring_frames():
+    """A change of frame t reaches D_T's first-block features at t - 1 and t + 1 (a 3x3x3
+    kernel), and not frames three steps away (two convolutions reach two steps)."""
+    config = tiny_config(16, num_frames=8, temporal_d_time_pooling=False)
+    temporal_d = models.build(config.model)[2]
+    videos = _videos(config, 2)
+    variables = temporal_d.init({"params": KEY, "frames": KEY}, videos, None)
+
+    def first_block(module, x):
+        return module.blocks_3d[0](module.phi(x), False)
+
+    features = jax.jit(functools.partial(temporal_d.apply, method=first_block))
+    t = 3
+    changed = videos.at[:, t].set(-videos[:, t])
+    before, after = features(variables, videos), features(variables, changed)
+    assert before.shape[1] == 8
+    differs = np.asarray(jnp.max(jnp.abs(before - after), axis=(0, 2, 3, 4))) > 1e-6
+    assert differs[t - 1] and differs[t] and differs[t + 1], differs
+    assert not differs[t + 3] and not differs[t - 3], differs
 
 
 def _videos(config, batch_size, seed=3):

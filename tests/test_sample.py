@@ -12,8 +12,13 @@ def _sample(workdir, output, *flags):
 
 
 def test_npz_output_is_deterministic_per_seed(smoke_workdir, tmp_path):
+    """Also: the first call computes the EMA generator's standing statistics and caches
+    them in the workdir; the second reads them (the file is not written again)."""
     _sample(smoke_workdir, tmp_path / "a.npz", "--seed=3")
+    (cache,) = (smoke_workdir / "standing_stats").glob("step_0000002_*.msgpack")
+    written = cache.stat().st_mtime_ns
     _sample(smoke_workdir, tmp_path / "b.npz", "--seed=3")
+    assert cache.stat().st_mtime_ns == written
     _sample(smoke_workdir, tmp_path / "c.npz", "--seed=4", "--truncation=0.5")
     a, b, c = (np.load(tmp_path / f"{x}.npz") for x in "abc")
     assert a["videos"].shape == (6, 4, 16, 16, 3) and a["videos"].dtype == np.uint8

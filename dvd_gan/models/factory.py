@@ -46,6 +46,7 @@ def build(model_config: ml_collections.ConfigDict):
         bn_momentum=model_config.bn_momentum,
         bn_epsilon=model_config.bn_epsilon,
         class_embedding_spectral_norm=model_config.g_class_embedding_spectral_norm,
+        output_channels=model_config.output_channels,
         **common,
     )
     spatial_d = SpatialDiscriminator(

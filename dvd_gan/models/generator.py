@@ -108,7 +108,8 @@ class Generator(nn.Module):
 
     z: [B, z_dim] float, labels: [B] int32 (ignored when num_classes == 0),
     conditioning: [B, C, H, W, 3] in [-1, 1] when num_conditioning_frames = C > 0.
-    Returns [B, T - C, H, W, 3] float32 in [-1, 1].
+    Returns [B, T - C, H, W, 3] float32 in [-1, 1]; with `output_channels=1` the head makes
+    one grey channel and the three channels are equal.
     """
 
     num_frames: int
@@ -126,6 +127,7 @@ class Generator(nn.Module):
     bn_epsilon: float = 1e-5
     sn_steps: int = 1
     class_embedding_spectral_norm: bool = False
+    output_channels: int = 3
     remat: str = "none"
     dtype: Any = jnp.float32
 
@@ -136,6 +138,10 @@ class Generator(nn.Module):
     @nn.compact
     def __call__(self, z, labels, conditioning=None, train: bool = False):
         batch_size = z.shape[0]
+        if self.output_channels not in (1, 3):
+            raise ValueError(
+                f"model.output_channels={self.output_channels}; use 3 (RGB) or 1 (grey)."
+            )
         if z.shape[-1] != self.z_dim:
             raise ValueError(f"z has {z.shape[-1]} features, the generator expects {self.z_dim}.")
         if self.num_classes > 0:
@@ -171,8 +177,13 @@ class Generator(nn.Module):
             )(x, states[g], cond, self.num_generated_frames, train)
 
         x = FrameBatchNorm(self.bn_momentum, self.bn_epsilon, self.dtype, name="head_bn")(x, train)
-        x = SNConv(3, (3, 3), name="head_conv", **common)(fold_time(nn.relu(x)), update_stats=train)
-        return jnp.tanh(unfold_time(x, batch_size).astype(jnp.float32))
+        x = SNConv(self.output_channels, (3, 3), name="head_conv", **common)(
+            fold_time(nn.relu(x)), update_stats=train
+        )
+        x = jnp.tanh(unfold_time(x, batch_size).astype(jnp.float32))
+        # A grey-scale G makes one channel; repeated, it is an RGB video whose channels are
+        # equal by construction, like the grey datasets' frames decoded to RGB.
+        return jnp.repeat(x, 3 // self.output_channels, axis=-1)
 
     def _initial_states(self, conditioning, state_widths, train: bool):
         c = self.num_conditioning_frames

@@ -247,6 +247,11 @@ def frame_batch_norm(
 class ConditionalBatchNorm(nn.Module):
     """Class-conditional BatchNorm: per-time-step BN, then `x * (1 + gain(c)) + bias(c)`.
 
+    `gain` and `bias` are affine maps of the conditioning vector: a spectrally-normalised
+    weight plus an unnormalised bias term, as in BigGAN's reference layers. Without the
+    bias term an unconditional G (c = z alone, E[z] = 0) would have no learnable
+    per-channel scale or offset in any of its BatchNorms.
+
     x: [B, T, H, W, C], cond: [B, D] (G's `[z; e(y)]`) -> [B, T, H, W, C].
     """
 
@@ -259,7 +264,7 @@ class ConditionalBatchNorm(nn.Module):
     def __call__(self, x, cond, train: bool):
         features = x.shape[-1]
         x = frame_batch_norm(train, self.momentum, self.epsilon, self.dtype, name="bn")(x)
-        linear = dict(use_bias=False, sn_steps=self.sn_steps, dtype=self.dtype)
+        linear = dict(use_bias=True, sn_steps=self.sn_steps, dtype=self.dtype)
         gain = SNDense(features, name="gain", **linear)(cond, update_stats=train)
         bias = SNDense(features, name="bias", **linear)(cond, update_stats=train)
         return x * (1.0 + gain[:, None, None, None, :]) + bias[:, None, None, None, :]

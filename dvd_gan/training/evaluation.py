@@ -82,6 +82,7 @@ def evaluate_generator(
         "split": split,
         "stride": config.data.frame_stride,
         "generator": "EMA",
+        "standing_stats_batches": config.eval.standing_stats_batches,
         "seed": seed,
     }
     return video_metrics.compute(fake, metrics, extractor, real, c3d, protocol)

@@ -24,9 +24,10 @@ from dvd_gan.data.video_io import write_image, write_video
 from dvd_gan.evaluation.features import I3DFeatures
 from dvd_gan.pixels import scale_to_unit_range
 from dvd_gan.training import mesh as mesh_lib
-from dvd_gan.training import sampling
+from dvd_gan.training import sampling, standing_stats
 from dvd_gan.training.checkpointing import Checkpointer, from_items
 from dvd_gan.training.evaluation import evaluate_generator, video_sampler
+from dvd_gan.training.standing_stats import StandingStatistics, standing_key
 from dvd_gan.training.state import TrainState, init_state
 from dvd_gan.training.step import jit_train_step
 
@@ -182,9 +183,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         )
         sample_conditioning = scale_to_unit_range(held_out.batch(0)["videos"][:, :c])
 
+    # -- The EMA generator's own BatchNorm statistics, once per step that samples or evaluates.
+    standing = StandingStatistics(config, mesh)
+    standing_conditioning = standing_stats.real_conditioning(config, mesh)
+    sampling_variables = {}
+
+    def generator_variables(step: int) -> dict:
+        """G's variables for sampling the EMA weights at `step`."""
+        if step not in sampling_variables:
+            sampling_variables.clear()
+            sampling_variables[step] = standing(
+                state.ema_params, state.generator, standing_key(config, step), standing_conditioning
+            )
+        return sampling_variables[step]
+
     def write_samples(step: int):
         generated = np.asarray(
-            sampler(state.ema_params, state.generator, sample_z, sample_labels, sample_conditioning)
+            sampler(
+                state.ema_params,
+                generator_variables(step),
+                sample_z,
+                sample_labels,
+                sample_conditioning,
+            )
         )
         if c:
             conditioning = np.asarray(sampling.to_uint8(sample_conditioning))
@@ -209,7 +230,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         result = evaluate_generator(
             config,
             state.ema_params,
-            state.generator,
+            generator_variables(step),
             metrics=("fvd",),
             num_videos=config.eval.num_videos,
             split=config.data.eval_split,

@@ -98,6 +98,11 @@ def state_shardings(config, mesh: Mesh, state_shapes=None):
     return jax.tree_util.tree_map(sharding, state_shapes)
 
 
+def row_sharding(mesh: Mesh) -> NamedSharding:
+    """Sharding of [B, ...] arrays: rows split over the data axis."""
+    return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+
 def stacked_batch_sharding(mesh: Mesh) -> NamedSharding:
     """Sharding of [d_steps, B, ...] batches: the batch axis split over the data axis."""
     return NamedSharding(mesh, PartitionSpec(None, DATA_AXIS))

@@ -118,9 +118,11 @@ def make_train_step(config: ml_collections.ConfigDict, mesh: Mesh | None):
             fake, g_stats = generate(
                 _with_params(state.generator, g_params), z, labels, conditioning
             )
-            # D's spectral-norm statistics are updated by D's own steps only.
-            ds = spatial_d.apply(state.spatial_d, fake, labels, rngs={"frames": frames_key})
-            dt = temporal_d.apply(state.temporal_d, fake, labels)
+            # D's spectral-norm statistics are updated by D's own steps only. D_T needs the
+            # 'frames' rng too when its input transform is a random crop.
+            rngs = {"frames": frames_key}
+            ds = spatial_d.apply(state.spatial_d, fake, labels, rngs=rngs)
+            dt = temporal_d.apply(state.temporal_d, fake, labels, rngs=rngs)
             loss = losses.generator_loss(ds, dt)
             return loss, (g_stats, {"g_loss": loss, "ds_fake_g": jnp.mean(ds)})
 

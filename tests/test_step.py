@@ -1,0 +1,178 @@
+"""What one real train step does: every D_T input transform trains, D and G update counts,
+the DVD-GAN-FP step's videos and gradients, and the EMA generator's standing statistics."""
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import tiny_config
+
+from dvd_gan import models
+from dvd_gan.models.discriminators import (
+    TEMPORAL_D_INPUTS,
+    FrameScorer,
+    SpatialDiscriminator,
+    TemporalDiscriminator,
+)
+from dvd_gan.training import mesh as mesh_lib
+from dvd_gan.training.standing_stats import StandingStatistics, standing_inputs
+from dvd_gan.training.step import jit_train_step
+
+
+def _batch(config, batch_size, seed=0):
+    size = config.data.resolution
+    shape = (config.train.d_steps, batch_size, config.data.num_frames, size, size, 3)
+    rng = np.random.default_rng(seed)
+    return {
+        "videos": rng.integers(0, 256, shape, dtype=np.uint8),
+        "labels": np.zeros(shape[:2], np.int32),
+    }
+
+
+def _steps(config, num_steps, batch_size=4):
+    """(initial state, state after `num_steps` steps, metrics of each) on one device."""
+    mesh = mesh_lib.make_mesh(devices=jax.devices()[:1])
+    initial = mesh_lib.init_state_on_mesh(config, mesh, jax.random.key(0))
+    initial_host = jax.device_get(initial)
+    step = jit_train_step(config, mesh)
+    state, history = initial, []
+    for i in range(num_steps):
+        state, metrics = step(state, _batch(config, batch_size, i))
+        history.append(jax.device_get(metrics))
+    return initial_host, jax.device_get(state), history
+
+
+def _adam_count(opt_state) -> int:
+    counts = [
+        int(leaf)
+        for path, leaf in jax.tree_util.tree_leaves_with_path(opt_state)
+        if "count" in jax.tree_util.keystr(path)
+    ]
+    assert len(counts) == 1, counts
+    return counts[0]
+
+
+@pytest.mark.parametrize("phi", TEMPORAL_D_INPUTS)
+def test_every_temporal_d_input_trains_a_step(phi):
+    config = tiny_config(16, num_frames=4, temporal_d_input=phi)
+    _, state, history = _steps(config, 1)
+    assert int(state.step) == 1
+    assert all(np.isfinite(v) for v in history[0].values()), history[0]
+
+
+def test_d_steps_discriminator_updates_per_generator_update():
+    config = tiny_config(16, num_frames=4)
+    config.train.d_steps = 3
+    _, state, _ = _steps(config, 2)
+    assert _adam_count(state.g_opt_state) == 2
+    assert _adam_count(state.d_opt_state) == 2 * 3
+
+
+def test_prediction_step_conditions_on_real_frames_and_scores_generated_ones():
+    """Inside a real DVD-GAN-FP train step (jitted, 2 D updates and a G update), recorded
+    through Flax's method interception: every fake video D sees starts with the real clip's
+    C conditioning frames; every frame D_S scores is a generated frame of its video (never
+    a conditioning frame); and G's update changes the conditioning stack's parameters."""
+    c, k = 2, 2
+    config = tiny_config(16, num_frames=5, num_conditioning_frames=c, k_frames=k)
+    batch = _batch(config, batch_size=2)
+    records = []
+
+    def record(kind, value):
+        records.append((kind, np.asarray(value)))
+
+    def interceptor(next_fun, args, kwargs, context):
+        module = context.module
+        if context.method_name == "__call__":
+            kind = None
+            if isinstance(module, SpatialDiscriminator | TemporalDiscriminator):
+                kind = type(module).__name__
+            elif isinstance(module, FrameScorer) and isinstance(
+                module.parent, SpatialDiscriminator
+            ):
+                kind = "scored"
+            if kind:
+                jax.debug.callback(functools.partial(record, kind), args[0], ordered=True)
+        return next_fun(*args, **kwargs)
+
+    mesh = mesh_lib.make_mesh(devices=jax.devices()[:1])
+    state = mesh_lib.init_state_on_mesh(config, mesh, jax.random.key(0))
+    initial = jax.device_get(state)
+    with nn.intercept_methods(interceptor):  # traced, so recorded, inside the context
+        state, _ = jit_train_step(config, mesh)(state, batch)
+    state = jax.device_get(state)
+
+    real = np.asarray(batch["videos"], np.float32) / 127.5 - 1.0  # [d_steps, B, T, H, W, 3]
+    d_calls = [v for kind, v in records if kind == "SpatialDiscriminator"]
+    scored = [v for kind, v in records if kind == "scored"]
+    temporal = [v for kind, v in records if kind == "TemporalDiscriminator"]
+    # Per D update D_S and D_T see [real; fake] (4 rows); in G's update the fake alone.
+    assert [len(v) for v in d_calls] == [len(v) for v in temporal] == [4, 4, 2]
+    for i, (spatial_videos, temporal_videos) in enumerate(zip(d_calls, temporal, strict=True)):
+        np.testing.assert_array_equal(spatial_videos, temporal_videos)
+        conditioning = real[min(i, 1), :, :c]
+        fakes = spatial_videos[-2:]
+        np.testing.assert_allclose(fakes[:, :c], conditioning, atol=1e-6)
+    for videos, frames in zip(d_calls, scored, strict=True):
+        frames = frames.reshape(len(videos), k, *frames.shape[1:])
+        for row, video in enumerate(videos):
+            for frame in frames[row]:
+                distances = np.abs(video - frame).max(axis=(1, 2, 3))
+                assert distances[c:].min() == 0.0, "D_S scored a frame of another video"
+                assert distances[:c].min() > 0.1, "D_S scored a conditioning frame"
+    before = jax.tree_util.tree_leaves(initial.generator["params"]["conditioning"])
+    after = jax.tree_util.tree_leaves(state.generator["params"]["conditioning"])
+    assert all(not np.allclose(a, b) for a, b in zip(before, after, strict=True))
+
+
+def test_standing_statistics_are_the_ema_generators_batch_statistics():
+    """After steps in which the EMA weights moved away from G's, the sampler's statistics
+    are the mean over the standing batches of the EMA generator's per-time-step batch
+    statistics, computed here another way (the run's own momentum from zero statistics,
+    divided back out), and differ from the raw generator's running averages."""
+    config = tiny_config(16, num_frames=4)
+    config.train.ema_start = 0
+    config.train.ema_decay = 0.5
+    config.eval.standing_stats_batches = 3
+    config.eval.batch_size = 4
+    _, state, _ = _steps(config, 3)
+    ema, g_vars = state.ema_params, state.generator
+    assert not np.allclose(
+        jax.tree_util.tree_leaves(ema)[0], jax.tree_util.tree_leaves(g_vars["params"])[0]
+    )
+    key = jax.random.key(7)
+    standing = StandingStatistics(config)(ema, g_vars, key)
+
+    generator = models.build(config.model)[0]
+    momentum = config.model.bn_momentum
+    apply = jax.jit(
+        functools.partial(generator.apply, train=True, mutable=["batch_stats", "spectral_stats"])
+    )
+    zeros = jax.tree.map(jnp.zeros_like, g_vars["batch_stats"])
+    spectral, batch_means = g_vars["spectral_stats"], []
+    for i in range(3):
+        z, labels = standing_inputs(config, jax.random.fold_in(key, i), 4)
+        variables = {**g_vars, "params": ema, "batch_stats": zeros, "spectral_stats": spectral}
+        _, updated = apply(variables, z, labels)
+        spectral = updated["spectral_stats"]
+        batch_means.append(jax.tree.map(lambda s: s / (1.0 - momentum), updated["batch_stats"]))
+    expected = jax.tree.map(lambda *s: sum(s) / 3, *batch_means)
+
+    paths = jax.tree_util.tree_leaves_with_path(standing["batch_stats"])
+    assert len(paths) >= 10
+    for (path, got), want, raw in zip(
+        paths,
+        jax.tree_util.tree_leaves(expected),
+        jax.tree_util.tree_leaves(g_vars["batch_stats"]),
+        strict=True,
+    ):
+        name = jax.tree_util.keystr(path)
+        assert got.shape[0] == 4, name  # per time step
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=name)
+        assert not np.allclose(got, raw, rtol=1e-3, atol=1e-4), name
+    off = config.copy_and_resolve_references()
+    off.eval.standing_stats_batches = 0
+    assert StandingStatistics(off)(ema, g_vars, key) is g_vars
