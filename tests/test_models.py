@@ -1,4 +1,4 @@
-"""The three networks and the FP conditioning stack against DESIGN.md section 1."""
+"""The three networks and the FP conditioning stack against docs/design.md, section 1."""
 
 import functools
 

@@ -63,12 +63,17 @@ def test_every_temporal_d_input_trains_a_step(phi):
     assert all(np.isfinite(v) for v in history[0].values()), history[0]
 
 
-def test_d_steps_discriminator_updates_per_generator_update():
+def test_d_steps_discriminator_updates_per_generator_update_and_lazy_r1():
+    """Also: the lazy R1 penalty is computed on every r1_every-th step only."""
     config = tiny_config(16, num_frames=4)
     config.train.d_steps = 3
-    _, state, _ = _steps(config, 2)
-    assert _adam_count(state.g_opt_state) == 2
-    assert _adam_count(state.d_opt_state) == 2 * 3
+    config.train.r1_gamma = 1.0
+    config.train.r1_every = 2
+    _, state, history = _steps(config, 3)
+    assert _adam_count(state.g_opt_state) == 3
+    assert _adam_count(state.d_opt_state) == 3 * 3
+    penalties = [float(m["r1_penalty"]) for m in history]
+    assert penalties[0] > 0 and penalties[2] > 0 and penalties[1] == 0, penalties
 
 
 def test_prediction_step_conditions_on_real_frames_and_scores_generated_ones():

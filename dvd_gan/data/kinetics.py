@@ -1,6 +1,6 @@
 """TFDS builders `kinetics400`, `kinetics600`, `kinetics700` for a local Kinetics download.
 
-Expected layout under the manual directory (DESIGN.md section 3):
+Expected layout under the manual directory (docs/design.md, section 3):
 
     annotations/{train,val,test}.csv   label,youtube_id,time_start,time_end,split
     {train,val,test}/                  {youtube_id}_{time_start:06d}_{time_end:06d}.mp4

@@ -1,11 +1,13 @@
-"""FVD, FID and Inception Scores of a set of videos, with the protocol behind each number."""
+"""FVD, FID, Inception Scores and pixel statistics of a set of videos, with the protocol
+behind each number."""
 
 import numpy as np
 
 from dvd_gan.evaluation import features as features_lib
+from dvd_gan.evaluation import pixel_statistics
 from dvd_gan.evaluation.metrics import FeatureStatistics, frechet_distance, inception_score
 
-METRICS = ("fvd", "fid", "is", "c3d_is")
+METRICS = ("fvd", "fid", "is", "c3d_is", *pixel_statistics.STATISTICS)
 IS_SPLITS = 10
 
 
@@ -24,10 +26,13 @@ def compute(
     real: "features_lib.RealStatistics | np.ndarray | None" = None,
     c3d=None,
     protocol: dict | None = None,
+    real_videos: np.ndarray | None = None,
 ) -> dict:
     """Metrics of uint8 videos `fake` [N, T, H, W, 3] against `real` (cached statistics or
     videos), as one JSON-ready dict: each metric, its spread where it has one, and under
-    'protocol' everything the number depends on (`protocol` adds split, stride, ...)."""
+    'protocol' everything the number depends on (`protocol` adds split, stride, ...).
+    The pixel statistics (`diversity`, `motion`) come with `<name>_real`, the same of
+    `real_videos` (or of `real` when it is videos)."""
     n, t, h, w, _ = fake.shape
     base = {"num_videos": n, "frames": t, "resolution": [h, w], "repeats": 1, **(protocol or {})}
     result, protocols = {}, {}
@@ -74,5 +79,17 @@ def compute(
 
         result["c3d_is"], result["c3d_is_std"] = inception_score(c3d(fake), IS_SPLITS)
         protocols["c3d_is"] = {**base, **c3d_lib.protocol(), "splits": IS_SPLITS}
+    if real_videos is None and isinstance(real, np.ndarray):
+        real_videos = real
+    for name, statistic in pixel_statistics.STATISTICS.items():
+        if name in metrics:
+            result[name] = statistic(fake)
+            if real_videos is not None:
+                result[f"{name}_real"] = statistic(real_videos)
+            protocols[name] = {
+                **base,
+                "units": "uint8 levels",
+                "real_videos": 0 if real_videos is None else len(real_videos),
+            }
     result["protocol"] = protocols
     return result

@@ -1,4 +1,4 @@
-"""Channel-multiplier tables by output resolution (DESIGN.md section 1).
+"""Channel-multiplier tables by output resolution (docs/design.md, section 1).
 
 The 64/128/256 rows are the paper's (uncertain beyond 64). The 16 and 32 rows are not from
 the paper: they keep the same shape for small CPU runs.

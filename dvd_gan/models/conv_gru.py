@@ -10,7 +10,7 @@ and only the h-parts run inside the recurrence. The result is the same as convol
 concatenation, with about half the per-step work.
 
 The recurrence is a Python loop, not `lax.scan`: on the CPU a scan made the whole training
-step 3.4x slower (DESIGN.md section 7), and T is at most a few dozen.
+step several times slower (docs/benchmarks.md), and T is at most a few dozen.
 """
 
 from typing import Any

@@ -7,7 +7,7 @@ from jax.sharding import Mesh
 
 from dvd_gan.data.pipeline import tfds_name
 from dvd_gan.evaluation import features as features_lib
-from dvd_gan.evaluation import video_metrics
+from dvd_gan.evaluation import pixel_statistics, video_metrics
 from dvd_gan.evaluation.batches import DataParallel
 from dvd_gan.pixels import scale_to_unit_range
 from dvd_gan.training import sampling
@@ -66,9 +66,10 @@ def evaluate_generator(
     `g_vars` are host arrays or arrays on the mesh of `sampler` (default: a new
     `video_sampler`)."""
     needs_real = bool({"fvd", "fid"} & set(metrics))
-    conditioning = None
-    if config.model.num_conditioning_frames:
-        conditioning = features_lib.real_videos(config.data, split, num_videos)
+    real_clips = None
+    if config.model.num_conditioning_frames or set(pixel_statistics.STATISTICS) & set(metrics):
+        real_clips = features_lib.real_videos(config.data, split, num_videos)
+    conditioning = real_clips if config.model.num_conditioning_frames else None
     fake = generate_videos(
         config, sampler or video_sampler(config), ema_params, g_vars, num_videos, seed, conditioning
     )
@@ -85,4 +86,4 @@ def evaluate_generator(
         "standing_stats_batches": config.eval.standing_stats_batches,
         "seed": seed,
     }
-    return video_metrics.compute(fake, metrics, extractor, real, c3d, protocol)
+    return video_metrics.compute(fake, metrics, extractor, real, c3d, protocol, real_clips)

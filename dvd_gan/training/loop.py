@@ -231,7 +231,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             config,
             state.ema_params,
             generator_variables(step),
-            metrics=("fvd",),
+            metrics=("fvd", "diversity", "motion"),
             num_videos=config.eval.num_videos,
             split=config.data.eval_split,
             extractor=extractor,
@@ -242,7 +242,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         if is_chief:
             (workdir / "eval").mkdir(exist_ok=True)
             (workdir / "eval" / f"step_{step:07d}.json").write_text(json.dumps(result, indent=2))
-            writer.write_scalars(step, {"eval/fvd": result["fvd"]})
+            scalars = ("fvd", "diversity", "motion")
+            writer.write_scalars(step, {f"eval/{name}": result[name] for name in scalars})
 
     def evaluate_now(step: int) -> bool:
         every = config.eval.every

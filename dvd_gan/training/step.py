@@ -1,5 +1,5 @@
 """The training step: `d_steps` discriminator updates, each on a fresh real batch and fresh
-z, then one generator update and the EMA of G's weights (DESIGN.md section 2).
+z, then one generator update and the EMA of G's weights (docs/design.md, section 2).
 
 One function, jitted once over the device mesh by `training.loop`; everything that varies
 from step to step (the batch, and the step number inside the state) is an argument, so it
@@ -16,11 +16,13 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from dvd_gan import losses, models
 from dvd_gan.compiler import compiler_options
 from dvd_gan.pixels import scale_to_unit_range
+from dvd_gan.training import augment
 from dvd_gan.training import mesh as mesh_lib
 from dvd_gan.training.mesh import DATA_AXIS
 from dvd_gan.training.state import TrainState, discriminator_params, optimizers
 
 MUTABLE_G = ["batch_stats", models.SPECTRAL_STATS]
+AUGMENT_STREAM = 0xA06
 MUTABLE_D = [models.SPECTRAL_STATS]
 
 
@@ -41,6 +43,14 @@ def make_train_step(config: ml_collections.ConfigDict, mesh: Mesh | None):
     num_conditioning = config.model.num_conditioning_frames
     d_steps, z_dim = config.train.d_steps, config.model.z_dim
     train_config = config.train
+    augmentations = augment.parse(config.train.augment)
+
+    def augmented(videos, key):
+        """DiffAugment before both discriminators when train.augment names any; its key is
+        folded from the update's, so the other random streams do not depend on it."""
+        if not augmentations:
+            return videos
+        return augment.augment(videos, jax.random.fold_in(key, AUGMENT_STREAM), augmentations)
 
     def sample_z(key, batch_size):
         z = jax.random.normal(key, (batch_size, z_dim), jnp.float32)
@@ -57,14 +67,32 @@ def make_train_step(config: ml_collections.ConfigDict, mesh: Mesh | None):
             generated = jnp.concatenate([conditioning, generated], axis=1)
         return generated, g_stats
 
+    def r1_penalty(state: TrainState, d_params, real, labels, rngs):
+        """Mean over clips of |d(D_S + D_T)/d pixels|^2 at the real clips (Mescheder et
+        al., 2018); D's spectral-norm vectors are read, not updated."""
+
+        def total_score(videos):
+            ds = spatial_d.apply(
+                _with_params(state.spatial_d, d_params["spatial"]), videos, labels, rngs=rngs
+            )
+            dt = temporal_d.apply(
+                _with_params(state.temporal_d, d_params["temporal"]), videos, labels, rngs=rngs
+            )
+            return jnp.sum(ds + dt)
+
+        grads = jax.grad(total_score)(real)
+        return jnp.mean(jnp.sum(jnp.square(grads), axis=tuple(range(1, grads.ndim))))
+
     def d_update(state: TrainState, videos, labels, key):
         z_key, frames_key = jax.random.split(key)
         batch_size = videos.shape[0]
         conditioning = videos[:, :num_conditioning] if num_conditioning else None
         fake, g_stats = generate(state.generator, sample_z(z_key, batch_size), labels, conditioning)
-        both = jnp.concatenate([videos, jax.lax.stop_gradient(fake)])
+        both = augmented(jnp.concatenate([videos, jax.lax.stop_gradient(fake)]), key)
         both_labels = jnp.concatenate([labels, labels])
         rngs = {"frames": frames_key}
+        # Lazy R1 (not in the paper): every r1_every-th step only, scaled up to match.
+        r1_now = state.step % train_config.r1_every == 0
 
         def loss_fn(d_params):
             ds_scores, ds_stats = spatial_d.apply(
@@ -86,7 +114,17 @@ def make_train_step(config: ml_collections.ConfigDict, mesh: Mesh | None):
             real_s, fake_s = jnp.split(ds_scores, 2)
             real_t, fake_t = jnp.split(dt_scores, 2)
             total, parts = losses.discriminator_loss(real_s, fake_s, real_t, fake_t)
-            metrics = {
+            metrics = {}
+            if train_config.r1_gamma > 0:
+                penalty = jax.lax.cond(
+                    r1_now,
+                    lambda p: r1_penalty(state, p, both[:batch_size], labels, rngs),
+                    lambda p: jnp.zeros((), jnp.float32),
+                    d_params,
+                )
+                total = total + 0.5 * train_config.r1_gamma * train_config.r1_every * penalty
+                metrics["r1_penalty"] = penalty
+            metrics |= {
                 "d_loss": total,
                 "d_loss_spatial": parts["spatial"],
                 "d_loss_temporal": parts["temporal"],
@@ -118,6 +156,7 @@ def make_train_step(config: ml_collections.ConfigDict, mesh: Mesh | None):
             fake, g_stats = generate(
                 _with_params(state.generator, g_params), z, labels, conditioning
             )
+            fake = augmented(fake, key)
             # D's spectral-norm statistics are updated by D's own steps only. D_T needs the
             # 'frames' rng too when its input transform is a random crop.
             rngs = {"frames": frames_key}
@@ -131,7 +170,7 @@ def make_train_step(config: ml_collections.ConfigDict, mesh: Mesh | None):
         updates, g_opt_state = g_tx.update(grads, state.g_opt_state, g_params)
         g_params = optax.apply_updates(g_params, updates)
         metrics["g_grad_norm"] = optax.global_norm(grads)
-        # Before ema_start the EMA is a copy of G (DESIGN.md section 2).
+        # Before ema_start the EMA is a copy of G (docs/design.md, section 2).
         decay = jnp.where(state.step >= train_config.ema_start, train_config.ema_decay, 0.0)
         ema_params = jax.tree_util.tree_map(
             lambda e, p: decay * e + (1.0 - decay) * p, state.ema_params, g_params
