@@ -43,6 +43,8 @@ def get_config():
     model.dt_channel_multipliers = ml_collections.config_dict.placeholder(tuple)  # For D_T.
     model.g_upsample = "bilinear"  # G's x2 upsampling: 'bilinear' (paper figure) or 'nearest'.
     model.gru_kernel_size = 3  # ConvGRU kernel size.
+    # ConvGRU candidate: relu (the paper) or tanh (bounded state; not in the paper).
+    model.gru_candidate_activation = "relu"
     model.k_frames = 8  # Frames D_S samples per video.
     model.temporal_d_input = "avg2x2"  # phi: identity, avg2x2, avg4x4 or random_half_crop.
     model.temporal_d_3d_blocks = 2  # Leading 3D residual blocks of D_T.

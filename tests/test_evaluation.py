@@ -122,6 +122,9 @@ def test_in_training_fvd_is_logged_with_its_protocol(smoke_workdir):
         assert protocol["num_videos"] == 4 and protocol["split"] == "test"
         assert protocol["frames"] == 4 and protocol["frame_repeats"] == 3
         assert protocol["generator"] == "EMA"
+        assert protocol["standing_stats_batches"] == 16
+        for name in ("diversity", "motion"):
+            assert result[name] >= 0.0 and result[f"{name}_real"] > 0.0, name
 
 
 def test_evaluate_real_against_fake_files(tmp_path, mnist_data_dir):
@@ -164,6 +167,12 @@ def test_evaluate_a_workdir(smoke_workdir, tmp_path):
     assert report["step"] == 2 and report["fvd"] >= 0 and report["is"] >= 1.0
     assert report["protocol"]["fvd"]["split"] == "test"
     assert (smoke_workdir / "eval" / "step_0000002.json").exists()
+    untrained = run_module(
+        "dvd_gan.evaluate", f"--workdir={smoke_workdir}", "--num_videos=10", "--step=0",
+        "--metrics=diversity,motion", "--batch_size=10",
+    )  # fmt: skip
+    report = json.loads(untrained.stdout.strip().splitlines()[-1])
+    assert report["step"] == 0 and report["motion_real"] > 0 and report["diversity"] > 0
 
 
 def test_evaluation_split_over_two_processes_equals_one_process(tmp_path, mnist_data_dir):

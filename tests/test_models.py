@@ -347,7 +347,7 @@ def test_gradients_reach_every_parameter(generators):
     assert "conditioning" in g_grads and "class_embedding" in g_grads
 
 
-def _reference_gru(params, x_seq, h0):
+def _reference_gru(params, x_seq, h0, activation=jax.nn.relu):
     """The ConvGRU equations written directly on concatenated inputs."""
 
     def conv(x, k):
@@ -362,15 +362,20 @@ def _reference_gru(params, x_seq, h0):
         r = jax.nn.sigmoid(conv(hx, params["reset_kernel"]) + params["reset_bias"])
         u = jax.nn.sigmoid(conv(hx, params["update_kernel"]) + params["update_bias"])
         xrh = jnp.concatenate([x, r * h], -1)
-        c = jax.nn.relu(conv(xrh, params["candidate_kernel"]) + params["candidate_bias"])
+        c = activation(conv(xrh, params["candidate_kernel"]) + params["candidate_bias"])
         h = u * h + (1 - u) * c
         outputs.append(h)
     return jnp.stack(outputs, 1)
 
 
-@pytest.mark.parametrize("constant_input,zero_state", [(False, False), (True, True)])
-def test_conv_gru_matches_the_equations(constant_input, zero_state):
-    recurrence = _ConvGRURecurrence(features=5, kernel_size=3, dtype=jnp.float32)
+@pytest.mark.parametrize(
+    "constant_input,zero_state,candidate",
+    [(False, False, "relu"), (True, True, "relu"), (False, False, "tanh")],
+)
+def test_conv_gru_matches_the_equations(constant_input, zero_state, candidate):
+    recurrence = _ConvGRURecurrence(
+        features=5, kernel_size=3, dtype=jnp.float32, candidate_activation=candidate
+    )
     x = jax.random.normal(jax.random.key(1), (2, 4, 6, 6, 3))
     h0 = jnp.zeros((2, 6, 6, 5)) if zero_state else jax.random.normal(KEY, (2, 6, 6, 5))
     x_in = x[:, 0] if constant_input else x
@@ -378,7 +383,9 @@ def test_conv_gru_matches_the_equations(constant_input, zero_state):
     params = jax.tree_util.tree_map(lambda p: p + 0.1 * jax.random.normal(KEY, p.shape), params)
     ours = recurrence.apply({"params": params}, x_in, None if zero_state else h0, 4)
     x_seq = jnp.repeat(x[:, :1], 4, axis=1) if constant_input else x
-    np.testing.assert_allclose(ours, _reference_gru(params, x_seq, h0), rtol=1e-4, atol=1e-5)
+    activation = {"relu": jax.nn.relu, "tanh": jnp.tanh}[candidate]
+    expected = _reference_gru(params, x_seq, h0, activation)
+    np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-5)
 
 
 def test_bilinear_upsampling_matches_jax_image_resize():

@@ -1,8 +1,12 @@
 """`python -m dvd_gan.sample`: files that read back, determinism, options."""
 
 import av
+import jax
 import numpy as np
 from conftest import run_module
+
+from dvd_gan.training import mesh as mesh_lib
+from dvd_gan.training.loop import load_config, restore_generator
 
 
 def _sample(workdir, output, *flags):
@@ -46,3 +50,21 @@ def test_bad_output_extension_is_refused(smoke_workdir, tmp_path):
         check=False,
     )
     assert result.returncode != 0 and ".npz" in result.stderr
+
+
+def test_step_zero_is_the_runs_initial_state(smoke_workdir):
+    """Step 0 is never checkpointed; it is recreated from the config, and equals the state
+    the training loop initialised on its mesh of eight devices."""
+    config = load_config(str(smoke_workdir))
+    _, step, ema, g_vars = restore_generator(str(smoke_workdir), 0)
+    mesh = mesh_lib.make_mesh(devices=jax.devices()[:8])
+    initial = mesh_lib.init_state_on_mesh(config, mesh, jax.random.key(config.seed))
+    assert step == 0
+    for restored, original in (
+        (ema, initial.ema_params),
+        (g_vars, initial.generator),
+    ):
+        for a, b in zip(
+            jax.tree_util.tree_leaves(restored), jax.tree_util.tree_leaves(original), strict=True
+        ):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)

@@ -3,6 +3,8 @@
     r  = sigmoid(W_r * [h; x])        u = sigmoid(W_u * [h; x])
     c  = relu(W_c * [x; r . h])       h' = u . h + (1 - u) . c
 
+(`candidate_activation='tanh'`, not the paper's, bounds the state: see docs/design.md.)
+
 Each W is one kernel over the concatenated channels, spectrally normalised as a whole, as
 the paper has it. The product is then split by input channels: the x-parts of all three
 kernels are applied to every time step in one large convolution (time folded into batch),
@@ -28,12 +30,16 @@ def _conv2d(x, kernel):
     )
 
 
+CANDIDATE_ACTIVATIONS = {"relu": nn.relu, "tanh": jnp.tanh}
+
+
 class _ConvGRURecurrence(nn.Module):
     """The unrolled recurrence over raw kernels; `ConvGRU` wraps it in spectral norm once."""
 
     features: int
     kernel_size: int
     dtype: Any
+    candidate_activation: str = "relu"
 
     @nn.compact
     def __call__(self, x, h0, num_steps: int):
@@ -68,18 +74,19 @@ class _ConvGRURecurrence(nn.Module):
             x_terms = unfold_time(_conv2d(fold_time(x), all_x) + all_bias, batch_size)
             x_terms = [x_terms[:, t] for t in range(num_steps)]
 
+        activation = CANDIDATE_ACTIVATIONS[self.candidate_activation]
         h = None if h0 is None else cast(h0)
         outputs = []
         for x_term in x_terms:
             x_gates, x_candidate = x_term[..., : 2 * ch], x_term[..., 2 * ch :]
             if h is None:  # Zero initial state: every h-term vanishes at the first step.
                 update = jax.nn.sigmoid(x_gates[..., ch:])
-                h = (1.0 - update) * nn.relu(x_candidate)
+                h = (1.0 - update) * activation(x_candidate)
             else:
                 gates = x_gates + _conv2d(h, gates_h)
                 reset = jax.nn.sigmoid(gates[..., :ch])
                 update = jax.nn.sigmoid(gates[..., ch:])
-                candidate = nn.relu(x_candidate + _conv2d(reset * h, candidate_h))
+                candidate = activation(x_candidate + _conv2d(reset * h, candidate_h))
                 h = update * h + (1.0 - update) * candidate
             outputs.append(h)
         return jnp.stack(outputs, axis=1)
@@ -95,6 +102,7 @@ class ConvGRU(nn.Module):
 
     features: int
     kernel_size: int = 3
+    candidate_activation: str = "relu"
     sn_steps: int = 1
     dtype: Any = jnp.float32
 
@@ -102,8 +110,17 @@ class ConvGRU(nn.Module):
     def __call__(self, x, h0, num_steps: int, train: bool):
         if x.ndim == 5 and x.shape[1] != num_steps:
             raise ValueError(f"ConvGRU got {x.shape[1]} input steps but num_steps={num_steps}.")
+        if self.candidate_activation not in CANDIDATE_ACTIVATIONS:
+            raise ValueError(
+                f"Unknown model.gru_candidate_activation {self.candidate_activation!r}; use "
+                f"one of {sorted(CANDIDATE_ACTIVATIONS)}."
+            )
         recurrence = _ConvGRURecurrence(
-            self.features, self.kernel_size, self.dtype, name="recurrence"
+            self.features,
+            self.kernel_size,
+            self.dtype,
+            self.candidate_activation,
+            name="recurrence",
         )
         return spectral_norm(recurrence, self.sn_steps, name="sn")(
             x, h0, num_steps, update_stats=train

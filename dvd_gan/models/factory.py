@@ -42,6 +42,7 @@ def build(model_config: ml_collections.ConfigDict):
         class_embedding_dim=model_config.class_embedding_dim,
         num_conditioning_frames=model_config.num_conditioning_frames,
         gru_kernel_size=model_config.gru_kernel_size,
+        gru_candidate_activation=model_config.gru_candidate_activation,
         upsample_method=model_config.g_upsample,
         bn_momentum=model_config.bn_momentum,
         bn_epsilon=model_config.bn_epsilon,

@@ -29,6 +29,7 @@ class GeneratorGroup(nn.Module):
     features: int
     out_features: int
     gru_kernel_size: int = 3
+    gru_candidate_activation: str = "relu"
     upsample_method: str = "bilinear"
     bn_momentum: float = 0.99
     bn_epsilon: float = 1e-5
@@ -38,9 +39,13 @@ class GeneratorGroup(nn.Module):
     @nn.compact
     def __call__(self, x, h0, cond, num_steps: int, train: bool):
         common = dict(sn_steps=self.sn_steps, dtype=self.dtype)
-        x = ConvGRU(self.features, self.gru_kernel_size, name="gru", **common)(
-            x, h0, num_steps, train
-        )
+        x = ConvGRU(
+            self.features,
+            self.gru_kernel_size,
+            self.gru_candidate_activation,
+            name="gru",
+            **common,
+        )(x, h0, num_steps, train)
         block = dict(
             upsample_method=self.upsample_method,
             bn_momentum=self.bn_momentum,
@@ -122,6 +127,7 @@ class Generator(nn.Module):
     class_embedding_dim: int = 120
     num_conditioning_frames: int = 0
     gru_kernel_size: int = 3
+    gru_candidate_activation: str = "relu"
     upsample_method: str = "bilinear"
     bn_momentum: float = 0.99
     bn_epsilon: float = 1e-5
@@ -169,6 +175,7 @@ class Generator(nn.Module):
                 widths[g],
                 widths[g + 1],
                 gru_kernel_size=self.gru_kernel_size,
+                gru_candidate_activation=self.gru_candidate_activation,
                 upsample_method=self.upsample_method,
                 bn_momentum=self.bn_momentum,
                 bn_epsilon=self.bn_epsilon,

@@ -90,8 +90,13 @@ def abstract_state(config: ml_collections.ConfigDict, shardings) -> TrainState:
 
 def restore_generator(workdir: str, step: int | None = None):
     """(config, step, EMA params, G's variables) from a run's checkpoint, without the
-    discriminators or optimizer states."""
+    discriminators or optimizer states. Step 0 is the run's initial state, recreated from
+    its config (initialisation is a function of `config.seed`), so the untrained generator
+    can be evaluated like any checkpoint."""
     config = load_config(workdir)
+    if step == 0:
+        state = jax.jit(functools.partial(init_state, config))(jax.random.key(config.seed))
+        return config, 0, state.ema_params, state.generator
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     target = abstract_state(config, device)
     checkpointer = Checkpointer(epath.Path(workdir) / "checkpoints")
