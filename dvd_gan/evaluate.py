@@ -30,7 +30,9 @@ _NUM_VIDEOS = flags.DEFINE_integer("num_videos", 2048, "Generated and real video
 _SPLIT = flags.DEFINE_string("split", None, "Real split (default: the config's eval split).")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the generated videos' z.")
-_C3D_WEIGHTS = flags.DEFINE_string("c3d_weights", None, "C3D weights for c3d_is (see README).")
+_C3D_WEIGHTS = flags.DEFINE_string(
+    "c3d_weights", None, "C3D weights for c3d_is (see docs/evaluation.md)."
+)
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Videos per I3D batch.")
 
 

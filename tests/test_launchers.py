@@ -1,5 +1,9 @@
-"""The TPU-pod and SLURM launchers, through --dry_run: every command they would run."""
+"""The TPU-pod and SLURM launchers, through --dry_run: every command they would run; the
+evaluation-curve script on a real run."""
 
+import json
+import os
+import shutil
 import subprocess
 
 from conftest import ROOT
@@ -63,3 +67,26 @@ def test_accelerator_benchmark_names_its_benchmarks(tmp_path):
     result = _launch("accelerator_benchmark.sh", str(tmp_path), "12x64x")
     assert result.returncode == 2
     assert "Unknown benchmark 12x64x; use 12x64, 48x128, sample or profile." in result.stderr
+
+
+def test_eval_curve_evaluates_start_middle_end_and_plots(smoke_workdir, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(smoke_workdir, workdir)
+    shutil.rmtree(workdir / "eval")
+    env = {**os.environ, "NUM_VIDEOS": "4", "BATCH_SIZE": "4"}
+    result = subprocess.run(
+        ["bash", str(ROOT / "launch" / "eval_curve.sh"), str(workdir)],
+        capture_output=True, text=True, cwd=ROOT, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    steps = sorted(int(p.stem.removeprefix("step_")) for p in (workdir / "eval").glob("*.json"))
+    assert steps == [0, 2], "the run's one checkpoint (2) and its start"
+    for step in steps:
+        report = json.loads((workdir / "eval" / f"step_{step:07d}.json").read_text())
+        assert {"fvd", "diversity", "motion", "motion_real"} <= set(report)
+    assert (workdir / "curves.png").stat().st_size > 1000
+    bad = subprocess.run(
+        ["bash", str(ROOT / "launch" / "eval_curve.sh"), str(tmp_path / "nothing")],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "usage" in bad.stderr

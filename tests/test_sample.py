@@ -1,5 +1,7 @@
 """`python -m dvd_gan.sample`: files that read back, determinism, options."""
 
+import json
+
 import av
 import jax
 import numpy as np
@@ -68,3 +70,12 @@ def test_step_zero_is_the_runs_initial_state(smoke_workdir):
             jax.tree_util.tree_leaves(restored), jax.tree_util.tree_leaves(original), strict=True
         ):
             np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_a_config_saved_before_a_field_existed_gets_its_default(tmp_path):
+    saved = {"model": {"ch": 4}, "eval": {}, "train": {"num_steps": 3}}
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    config = load_config(str(tmp_path))
+    assert config.model.ch == 4 and config.train.num_steps == 3
+    assert config.model.gru_candidate_activation == "relu"
+    assert config.eval.standing_stats_batches == 16

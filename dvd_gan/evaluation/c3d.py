@@ -10,7 +10,7 @@ Accepted weights: a NumPy `.npz` with
     fc6, fc7, fc8: '<name>/kernel' [in, out], '<name>/bias'; fc6's input is pool5 flattened
         channels-last, [1, 4, 4, 512] -> 8192
     'mean': broadcastable to [16, 112, 112, 3] (RGB), subtracted from the cropped input.
-README.md ("Evaluation") shows how to convert the public TGAN (Chainer) C3D weights.
+docs/evaluation.md shows how to convert the public TGAN (Chainer) C3D weights.
 """
 
 import flax.linen as nn

@@ -19,6 +19,7 @@ from absl import logging
 from clu import metric_writers, periodic_actions
 from etils import epath
 
+from configs import default as default_config
 from dvd_gan.data.pipeline import ClipPipeline
 from dvd_gan.data.video_io import write_image, write_video
 from dvd_gan.evaluation.features import I3DFeatures
@@ -68,11 +69,21 @@ def save_config(config: ml_collections.ConfigDict, workdir: epath.Path):
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
-    """The resolved config a run saved in its workdir."""
+    """The resolved config a run saved in its workdir. Fields added to the project since
+    the run was made take their defaults, which keep the behaviour the run had."""
     path = epath.Path(workdir) / "config.json"
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: is {workdir} a dvd_gan.main workdir?")
-    return ml_collections.ConfigDict(json.loads(path.read_text()))
+    config = ml_collections.ConfigDict(json.loads(path.read_text()))
+    defaults = default_config.get_config().copy_and_resolve_references()
+    for section, fields in defaults.items():
+        if not isinstance(fields, ml_collections.ConfigDict) or section not in config:
+            continue
+        for name, value in fields.items():
+            if name not in config[section]:
+                logging.info("%s has no %s.%s; using the default %r.", path, section, name, value)
+                config[section][name] = value
+    return config
 
 
 def abstract_state(config: ml_collections.ConfigDict, shardings) -> TrainState:
