@@ -28,7 +28,6 @@ from dvd_gan.training import mesh as mesh_lib
 from dvd_gan.training import sampling, standing_stats
 from dvd_gan.training.checkpointing import Checkpointer, from_items
 from dvd_gan.training.evaluation import evaluate_generator, video_sampler
-from dvd_gan.training.standing_stats import StandingStatistics, standing_key
 from dvd_gan.training.state import TrainState, init_state
 from dvd_gan.training.step import jit_train_step
 
@@ -200,7 +199,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         sample_conditioning = scale_to_unit_range(held_out.batch(0)["videos"][:, :c])
 
     # -- The EMA generator's own BatchNorm statistics, once per step that samples or evaluates.
-    standing = StandingStatistics(config, mesh)
+    standing = standing_stats.StandingStatistics(config, mesh)
     standing_conditioning = standing_stats.real_conditioning(config, mesh)
     sampling_variables = {}
 
@@ -209,7 +208,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         if step not in sampling_variables:
             sampling_variables.clear()
             sampling_variables[step] = standing(
-                state.ema_params, state.generator, standing_key(config, step), standing_conditioning
+                state.ema_params,
+                state.generator,
+                standing_stats.standing_key(config, step),
+                standing_conditioning,
             )
         return sampling_variables[step]
 

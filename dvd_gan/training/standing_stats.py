@@ -11,6 +11,7 @@ statistics are used as they are.
 """
 
 import copy
+import hashlib
 
 import jax
 import jax.numpy as jnp
@@ -83,10 +84,9 @@ class StandingStatistics:
     generator's standing statistics in place of the raw generator's.
 
     `conditioning(i)` gives batch i's conditioning frames [`batch_size(config, mesh)`, C,
-    H, W, 3] in [-1, 1]
-    (DVD-GAN-FP only). With a `mesh` the batches are split over its data axis, as in
-    training, so a multi-host or model-sharded state is used where it lives. Compiles once:
-    build it once per run.
+    H, W, 3] in [-1, 1] (DVD-GAN-FP only). With a `mesh` the batches are split over its
+    data axis, as in training, so a multi-host or model-sharded state is used where it
+    lives. Compiles once: build it once per run.
     """
 
     def __init__(self, config: ml_collections.ConfigDict, mesh: Mesh | None = None):
@@ -155,16 +155,22 @@ def cached(workdir: str, config: ml_collections.ConfigDict, step: int, ema_param
     """`StandingStatistics` of a checkpoint, computed once and kept in
     `workdir/standing_stats/`, so later sample or evaluate calls on that step reuse it.
 
-    The file name holds every setting the statistics depend on. Only process 0 writes (an
-    atomic rename, so a reader never sees half a file); the computation involves no other
-    process, so every process may compute or read independently.
+    The file name holds every setting the statistics depend on and a digest of the EMA
+    weights (a run restarted from scratch in the same workdir never reads another run's
+    file). Only process 0 writes (an atomic rename, so a reader never sees half a file);
+    the computation involves no other process, so every process may compute or read
+    independently.
     """
     batches = config.eval.standing_stats_batches
     if batches == 0:
         return g_vars
     directory = epath.Path(workdir) / "standing_stats"
     size = batch_size(config)
-    path = directory / f"step_{step:07d}_batches{batches}_size{size}.msgpack"
+    digest = hashlib.sha1()
+    for leaf in jax.tree.leaves(ema_params):
+        digest.update(np.asarray(leaf).tobytes())
+    name = f"step_{step:07d}_batches{batches}_size{size}_{digest.hexdigest()[:12]}.msgpack"
+    path = directory / name
     target = {name: g_vars[name] for name in STATISTICS}
     if path.exists():
         try:
