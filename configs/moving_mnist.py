@@ -10,7 +10,7 @@ differs, and why (docs/design.md, section 5):
   video, its shapes morphing over time;
 - widths: G and D at 16 channels with thinner multipliers than the 32x32 row of the
   table, which costs 2.7x more per step here;
-- D_T sees 16x16 frames (avg2x2; a digit is still 14 pixels tall) and keeps all 8 time
+- D_T sees 16x16 frames (avg2x2; digits 7 pixels tall) and keeps all 8 time
   steps (no time pooling in its 3D blocks), so it judges frame-to-frame motion; D_S
   scores k = 4 of the 8 frames;
 - G makes one grey channel (the dataset is grey);
