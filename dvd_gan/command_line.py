@@ -41,6 +41,17 @@ def explain_override(argv: list[str]) -> str | None:
     return None
 
 
+def fatal(message: str):
+    """Ends the program with one line on stderr, `FATAL: message`, and exit status 1."""
+    sys.exit(f"FATAL: {message}")
+
+
+def require_workdir(workdir: str):
+    """A one-line FATAL unless `workdir` holds a dvd_gan.main run (its config.json)."""
+    if not os.path.isfile(os.path.join(workdir, "config.json")):
+        fatal(f"{workdir} is not a dvd_gan.main workdir (it has no config.json).")
+
+
 def quiet_library_logs():
     """Keeps Orbax's INFO records (several per save) off the console; warnings still show."""
     logging.get_absl_handler().addFilter(

@@ -18,7 +18,7 @@ import sys
 import numpy as np
 from absl import app, flags, logging
 
-from dvd_gan.command_line import parse_flags, quiet_library_logs
+from dvd_gan.command_line import parse_flags, quiet_library_logs, require_workdir
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A dvd_gan.main workdir.")
 _OUTPUT = flags.DEFINE_string("output", None, "Output file: .npz, .gif or .mp4.")
@@ -80,6 +80,7 @@ def main(argv):
         sys.exit(f"FATAL: --output must end in one of {FORMATS}; got {_OUTPUT.value!r}.")
     if _TRUNCATION.value <= 0:
         sys.exit("FATAL: --truncation must be positive.")
+    require_workdir(_WORKDIR.value)
     quiet_library_logs()
     import jax.numpy as jnp
 
@@ -88,7 +89,10 @@ def main(argv):
     from dvd_gan.training import sampling, standing_stats
     from dvd_gan.training.loop import restore_generator
 
-    config, step, ema_params, g_vars = restore_generator(_WORKDIR.value, _STEP.value)
+    try:
+        config, step, ema_params, g_vars = restore_generator(_WORKDIR.value, _STEP.value)
+    except FileNotFoundError as e:
+        sys.exit(f"FATAL: {e}")
     g_vars = standing_stats.cached(_WORKDIR.value, config, step, ema_params, g_vars)
     n = _NUM_VIDEOS.value
     z, labels = latent_inputs(

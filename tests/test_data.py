@@ -177,3 +177,19 @@ def test_data_benchmark_command(data_dir):
     )
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["host_batch_size"] == 8 and report["clips_per_s"] > 0
+
+
+@pytest.mark.parametrize(
+    "name, default",
+    [
+        ("moving_mnist_local", "standard"),
+        ("kinetics400", "128"),
+        ("kinetics600", "128"),
+        ("kinetics700", "128"),
+    ],
+)
+def test_a_builder_without_a_config_gets_the_documented_default(name, default, tmp_path):
+    import dvd_gan.data  # noqa: F401  (registers the builders)
+
+    builder = tfds.builder(name, data_dir=str(tmp_path))
+    assert builder.builder_config.name == default

@@ -160,12 +160,17 @@ def test_evaluate_real_against_fake_files(tmp_path, mnist_data_dir):
 
 def test_evaluate_a_workdir(smoke_workdir, tmp_path):
     result = run_module(
-        "dvd_gan.evaluate", f"--workdir={smoke_workdir}", "--num_videos=10", "--metrics=fvd,is",
-        "--batch_size=10",
+        "dvd_gan.evaluate", f"--workdir={smoke_workdir}", "--num_videos=10",
+        "--metrics=fvd,kvd,is", "--batch_size=10", "--num_runs=2",
     )  # fmt: skip
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["step"] == 2 and report["fvd"] >= 0 and report["is"] >= 1.0
+    assert [run["seed"] for run in report["runs"]] == [0, 1]
+    assert report["fvd_runs_std"] > 0 and report["kvd_runs_std"] > 0  # new z per run
+    assert report["fvd"] == np.mean([run["fvd"] for run in report["runs"]])
     assert report["protocol"]["fvd"]["split"] == "test"
+    assert report["protocol"]["fvd"]["num_runs"] == 2
+    assert len(report["protocol"]["fvd"]["fingerprint"]) == 16
     assert (smoke_workdir / "eval" / "step_0000002.json").exists()
     untrained = run_module(
         "dvd_gan.evaluate", f"--workdir={smoke_workdir}", "--num_videos=10", "--step=0",

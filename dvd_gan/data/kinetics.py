@@ -179,7 +179,7 @@ class _Kinetics(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         KineticsConfig(name=str(size), short_side=size, description=f"Short side {size}.")
         for size in (64, 128, 256)
     ]
-    DEFAULT_CONFIG_NAME = "128"
+    DEFAULT_BUILDER_CONFIG_NAME = "128"
     MANUAL_DOWNLOAD_INSTRUCTIONS = __doc__
 
     def __init__(self, *, num_workers: int | None = None, **kwargs):

@@ -96,7 +96,7 @@ class MovingMnistLocal(tfds.core.GeneratorBasedBuilder):
             num_test_videos=128,
         ),
     ]
-    DEFAULT_CONFIG_NAME = "standard"
+    DEFAULT_BUILDER_CONFIG_NAME = "standard"
 
     def _info(self):
         config = self.builder_config

@@ -102,7 +102,7 @@ def _decode_frame(encoded: bytes, size: int) -> Image.Image:
     return image.convert("RGB")
 
 
-def _resize_and_crop(image: Image.Image, size: int, top: float, left: float) -> np.ndarray:
+def resize_and_crop(image: Image.Image, size: int, top: float, left: float) -> np.ndarray:
     """Resize so the short side is `size`, then crop size x size at relative (top, left)."""
     width, height = image.size
     scale = size / min(width, height)
@@ -191,7 +191,7 @@ class ClipPipeline:
         index = np.minimum(start + stride * np.arange(num_frames), len(encoded) - 1)
         size = self.config.resolution
         frames = np.stack(
-            [_resize_and_crop(_decode_frame(encoded[i], size), size, top, left) for i in index]
+            [resize_and_crop(_decode_frame(encoded[i], size), size, top, left) for i in index]
         )
         if flip:
             frames = frames[:, :, ::-1]

@@ -31,9 +31,10 @@ def _output_size(width: int, height: int, short_side: int | None) -> tuple[int, 
     return max(short_side, round(width * scale)), max(short_side, round(height * scale))
 
 
-def decode_video(path: str, fps: float = 25.0, short_side: int | None = None) -> np.ndarray:
-    """Decodes `path` to uint8 frames [T, H, W, 3], resampled to `fps` and resized so that
-    the shorter side is `short_side` (None: keep the size).
+def decode_video(path: str, fps: float | None = 25.0, short_side: int | None = None) -> np.ndarray:
+    """Decodes `path` to uint8 frames [T, H, W, 3], resampled to `fps` (None: every stored
+    frame, as evaluation takes them) and resized so that the shorter side is `short_side`
+    (None: keep the size).
 
     Resampling keeps, for every output time k / fps, the last source frame shown at or
     before it; source frames no output time needs are never converted. Remote paths
@@ -56,7 +57,7 @@ def decode_video(path: str, fps: float = 25.0, short_side: int | None = None) ->
             raise VideoError("unreadable", f"{path} has no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        source_rate = float(stream.average_rate or stream.guessed_rate or fps)
+        source_rate = float(stream.average_rate or stream.guessed_rate or fps or 25.0)
         frames, previous, previous_time = [], None, 0.0
 
         def emit_until(time_limit: float, frame):
@@ -72,15 +73,24 @@ def decode_video(path: str, fps: float = 25.0, short_side: int | None = None) ->
 
         try:
             for index, frame in enumerate(container.decode(stream)):
+                if fps is None:
+                    width, height = _output_size(frame.width, frame.height, short_side)
+                    frames.append(
+                        frame.reformat(
+                            width=width, height=height, format="rgb24", interpolation="AREA"
+                        ).to_ndarray()
+                    )
+                    continue
                 time = frame.time if frame.time is not None else index / source_rate
                 if previous is not None:
                     emit_until(time, previous)
                 previous, previous_time = frame, time
         except (av.error.FFmpegError, ValueError) as e:
             raise VideoError("corrupt", f"{path}: decoding failed: {e}") from e
-        if previous is None:
+        if previous is None and not frames:
             raise VideoError("corrupt", f"{path}: no frame could be decoded")
-        emit_until(previous_time + 1.0 / source_rate, previous)
+        if fps is not None:
+            emit_until(previous_time + 1.0 / source_rate, previous)
     return np.stack(frames)
 
 

