@@ -50,7 +50,6 @@ def get_config():
     model.temporal_d_3d_blocks = 2  # Leading 3D residual blocks of D_T.
     model.temporal_d_time_pooling = True  # D_T's 3D blocks also pool x2 in time.
     model.conv3d_impl = "auto"  # 3D convs: native, stacked (as 2D), auto (stacked on CPU).
-    model.cpu_convolutions = "xla"  # CPU conv kernels: xla (fast), ynnpack (jaxlib's default).
     model.bn_momentum = 0.99  # Running-average decay of G's BatchNorm statistics.
     model.bn_epsilon = 1e-5  # BatchNorm variance epsilon.
     model.spectral_norm_steps = 1  # Power iterations per forward pass.

@@ -25,7 +25,7 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from dvd_gan.command_line import parse_flags
+from dvd_gan.command_line import define_cpu_convolutions_flag, parse_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, path[:variant].")
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps (after 2 warm-up steps).")
@@ -36,6 +36,7 @@ _PER_DEVICE_BATCH = flags.DEFINE_integer(
 )
 _SAMPLE = flags.DEFINE_bool("sample", False, "Time sampling of the generator instead.")
 _SAMPLE_VIDEOS = flags.DEFINE_integer("sample_videos", 2, "Videos per sampling call.")
+_CPU_CONVOLUTIONS = define_cpu_convolutions_flag()
 _PROFILE_DIR = flags.DEFINE_string(
     "profile_dir", None, "Also profile one step: trace here, op-kind times in the JSON."
 )
@@ -44,9 +45,10 @@ _PROFILE_DIR = flags.DEFINE_string(
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from dvd_gan import models
-    from dvd_gan.training import cost
-    from dvd_gan.training import mesh as mesh_lib
+    from dvd_gan import cost, models, sharding
+    from dvd_gan.compiler import set_cpu_convolutions
+
+    set_cpu_convolutions(_CPU_CONVOLUTIONS.value)
 
     config = _CONFIG.value
     devices = cost.topology_devices(_TOPOLOGY.value) if _TOPOLOGY.value else jax.devices()
@@ -70,14 +72,14 @@ def main(argv):
         return
     if _PER_DEVICE_BATCH.value:
         config.batch_size = _PER_DEVICE_BATCH.value * len(devices) // config.mesh.model_axis
-    mesh = mesh_lib.make_mesh(devices=devices, model_axis=config.mesh.model_axis)
+    mesh = sharding.make_mesh(devices=devices, model_axis=config.mesh.model_axis)
     lowered, compiled, compile_s = cost.compile_step(config, mesh)
     costs = cost.compiled_costs(compiled)
     flops_per_step = cost.step_flops(lowered, compiled, devices)
     report.update(
         batch_size=config.batch_size,
         remat=config.model.remat,
-        mesh={"data": mesh.shape[mesh_lib.DATA_AXIS], "model": mesh.shape[mesh_lib.MODEL_AXIS]},
+        mesh={"data": mesh.shape[sharding.DATA_AXIS], "model": mesh.shape[sharding.MODEL_AXIS]},
         compile_s=round(compile_s, 2),
         flops_per_step=flops_per_step,
         peak_memory_bytes=costs["peak_memory_bytes"],

@@ -17,9 +17,17 @@ def load_config_file(spec: str):
     return module.get_config(argument) if argument else module.get_config()
 
 
+# Config fields that became something else: the old name -> what to pass instead.
+MOVED_FIELDS = {
+    "config.model.cpu_convolutions": "--cpu_convolutions=xla|ynnpack (a runtime flag: it "
+    "does not change the model)",
+}
+
+
 def explain_override(argv: list[str]) -> str | None:
     """For the first `--config.<path>=...` whose path is not a field: which name is wrong
-    and what the valid names are there. None when every path exists."""
+    and what the valid names are there (or where a moved field went). None when every path
+    exists."""
     spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
     if spec is None or not os.path.exists(spec.partition(":")[0]):
         return None
@@ -28,6 +36,8 @@ def explain_override(argv: list[str]) -> str | None:
         if not arg.startswith("--config."):
             continue
         dotted = arg[2:].split("=", 1)[0]
+        if dotted in MOVED_FIELDS:
+            return f"{dotted} has moved: pass {MOVED_FIELDS[dotted]}."
         node, names = config, dotted.split(".")[1:]
         for depth, name in enumerate(names):
             parent = ".".join(["config", *names[:depth]])
@@ -39,6 +49,13 @@ def explain_override(argv: list[str]) -> str | None:
                 )
             node = node[name]
     return None
+
+
+def define_cpu_convolutions_flag():
+    """`--cpu_convolutions` for a tool that compiles the models (see dvd_gan/compiler.py)."""
+    return flags.DEFINE_enum(
+        "cpu_convolutions", "xla", ["xla", "ynnpack"], "CPU convolution kernels (compiler.py)."
+    )
 
 
 def fatal(message: str):
@@ -63,6 +80,11 @@ def parse_flags(argv: list[str]) -> list[str]:
     """absl's flag parser, but a bad --config.<field> override ends the program with a
     message naming the field and the valid names (or the expected type), before anything
     is written."""
+    for arg in argv:
+        path = arg.removeprefix("--config=").partition(":")[0]
+        if arg.startswith("--config=") and not os.path.isfile(path):
+            print(f"FATAL: config file {path} does not exist.", file=sys.stderr)
+            sys.exit(2)
     try:
         return flags.FLAGS(argv)
     except Exception as e:

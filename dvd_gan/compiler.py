@@ -1,13 +1,13 @@
-"""XLA compiler options for the jitted functions that run the models' convolutions.
+"""`jit`: jax.jit with the XLA compiler options every jitted model function here uses.
 
 jaxlib 0.10's CPU backend hands convolutions to YNNPACK by default (its default YNN fusion
-types are dots, reductions and individual convolutions). On a 2-core x86 host YNNPACK's
-convolution weight gradients run at 15-30 GFLOP/s where XLA's own (Eigen) convolutions run
-at 110-240, and its forward and input-gradient convolutions are 1.2-2x slower too; the
-64x64, 12-frame, ch=32 train step takes 55.7 s with YNNPACK convolutions and 31.0 s
-without (`python -m dvd_gan.benchmark ... --config.model.cpu_convolutions=ynnpack` against
-the default). So on the CPU we keep YNNPACK for dots and reductions only. The option changes
-nothing on other backends and is left out there.
+types are dots, reductions and individual convolutions). YNNPACK's convolution weight
+gradients run several times slower than XLA's own (Eigen) convolutions on x86 hosts, and
+its forward and input-gradient convolutions are slower too (docs/benchmarks.md has the
+train-step figures, `--cpu_convolutions=ynnpack` against the default). So on the CPU we
+keep YNNPACK for dots and reductions only. The choice is a setting of the process, not of
+the model (it changes no result): `set_cpu_convolutions`, from the CLIs'
+`--cpu_convolutions`. It changes nothing on other backends and is left out there.
 """
 
 import functools
@@ -33,19 +33,45 @@ def _xla_convolutions_accepted() -> bool:
     return True
 
 
-def compiler_options(cpu_convolutions: str = "xla", platform: str | None = None) -> dict | None:
-    """`compiler_options` for `jax.jit` on `platform` (default: JAX's default backend).
+_cpu_convolutions = "xla"
 
-    cpu_convolutions: 'xla' runs CPU convolutions with XLA's own kernels; 'ynnpack' keeps
-    jaxlib's default (YNNPACK). None where there is nothing to change.
-    """
+
+def _check(cpu_convolutions: str):
     if cpu_convolutions not in CPU_CONVOLUTIONS:
         raise ValueError(
             f"Unknown cpu_convolutions {cpu_convolutions!r}; use one of {CPU_CONVOLUTIONS}."
         )
+
+
+def set_cpu_convolutions(cpu_convolutions: str):
+    """This process's CPU convolution kernels for every later `jit`: 'xla' (XLA's own) or
+    'ynnpack' (jaxlib's default)."""
+    global _cpu_convolutions
+    _check(cpu_convolutions)
+    _cpu_convolutions = cpu_convolutions
+
+
+def compiler_options(
+    cpu_convolutions: str | None = None, platform: str | None = None
+) -> dict | None:
+    """`compiler_options` for `jax.jit` on `platform` (default: JAX's default backend).
+
+    cpu_convolutions: 'xla' runs CPU convolutions with XLA's own kernels; 'ynnpack' keeps
+    jaxlib's default (YNNPACK); None: the process's setting. None where there is nothing
+    to change.
+    """
+    cpu_convolutions = cpu_convolutions or _cpu_convolutions
+    _check(cpu_convolutions)
     platform = platform or jax.default_backend()
     if platform != "cpu" or cpu_convolutions == "ynnpack":
         return None
     if not _xla_convolutions_accepted():
         return None
     return dict(_XLA_CONVOLUTIONS)
+
+
+def jit(fn, *, platform: str | None = None, extra_options: dict | None = None, **jit_kwargs):
+    """`jax.jit(fn, **jit_kwargs)` with this process's compiler options for `platform`
+    (default: JAX's default backend), plus `extra_options`."""
+    options = {**(compiler_options(platform=platform) or {}), **(extra_options or {})}
+    return jax.jit(fn, compiler_options=options or None, **jit_kwargs)

@@ -8,6 +8,7 @@ fits the core.
 """
 
 import json
+import os
 import sys
 
 # HBM per TensorCore, the memory a per-core program must fit in.
@@ -71,6 +72,9 @@ def markdown_table(results: list[dict]) -> str:
 def main(argv: list[str]) -> None:
     if len(argv) < 2:
         raise SystemExit(f"usage: python -m dvd_gan.cost_table RESULTS.json [...]\n{__doc__}")
+    missing = [path for path in argv[1:] if not os.path.isfile(path)]
+    if missing:
+        raise SystemExit(f"FATAL: {', '.join(missing)} does not exist (benchmark JSON lines).")
     print(markdown_table(read_results(argv[1:])))
 
 

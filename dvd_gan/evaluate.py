@@ -152,8 +152,8 @@ def evaluate_workdir(metrics, extractor, c3d) -> dict:
 
     from dvd_gan.evaluation import scoring
     from dvd_gan.training import standing_stats
-    from dvd_gan.training.evaluation import evaluate_generator, video_sampler
-    from dvd_gan.training.loop import restore_generator
+    from dvd_gan.training.checkpointing import restore_generator
+    from dvd_gan.training.generator_evaluation import evaluate_generator, video_sampler
 
     try:
         config, step, ema_params, g_vars = restore_generator(_WORKDIR.value, _STEP.value)

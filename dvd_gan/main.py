@@ -14,13 +14,14 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from dvd_gan.command_line import parse_flags, quiet_library_logs
+from dvd_gan.command_line import define_cpu_convolutions_flag, parse_flags, quiet_library_logs
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, path[:variant].")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and samples.")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the job.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+_CPU_CONVOLUTIONS = define_cpu_convolutions_flag()
 _FROM_ENVIRONMENT = flags.DEFINE_bool(
     "jax_distributed", False, "Start jax.distributed from the TPU pod / SLURM environment."
 )
@@ -30,16 +31,30 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     # Imported after flag parsing so that a bad flag fails fast, before JAX and TF load.
-    from dvd_gan.training import loop, mesh
+    from dvd_gan import sharding
+    from dvd_gan.compiler import set_cpu_convolutions
+    from dvd_gan.training import loop
     from dvd_gan.training.checkpointing import CheckpointMismatchError
 
     quiet_library_logs()
-    mesh.initialize_distributed(
+    config = _CONFIG.value
+    cpu_convolutions = _CPU_CONVOLUTIONS.value
+    if "cpu_convolutions" in config.model:  # a config file written before the flag existed
+        cpu_convolutions = config.model.cpu_convolutions
+        with config.unlocked():
+            del config.model["cpu_convolutions"]
+        logging.warning(
+            "config.model.cpu_convolutions is deprecated and will be removed: pass "
+            "--cpu_convolutions=%s instead.",
+            cpu_convolutions,
+        )
+    set_cpu_convolutions(cpu_convolutions)
+    sharding.initialize_distributed(
         _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _FROM_ENVIRONMENT.value
     )
-    logging.info("Config:\n%s", _CONFIG.value)
+    logging.info("Config:\n%s", config)
     try:
-        loop.train_and_evaluate(_CONFIG.value, os.path.expanduser(_WORKDIR.value))
+        loop.train_and_evaluate(config, os.path.expanduser(_WORKDIR.value))
     except (CheckpointMismatchError, FloatingPointError, FileNotFoundError) as e:
         # Errors a user acts on (wrong workdir, divergence, data not prepared): the message
         # says what to do; a traceback would only bury it.

@@ -87,7 +87,7 @@ def main(argv):
     from dvd_gan.data.video_io import write_video
     from dvd_gan.pixels import scale_to_unit_range
     from dvd_gan.training import sampling, standing_stats
-    from dvd_gan.training.loop import restore_generator
+    from dvd_gan.training.checkpointing import restore_generator
 
     try:
         config, step, ema_params, g_vars = restore_generator(_WORKDIR.value, _STEP.value)

@@ -22,10 +22,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
 
-from dvd_gan import models  # noqa: E402
+from dvd_gan import models, sharding  # noqa: E402
 from dvd_gan.evaluation.features import I3DFeatures  # noqa: E402
-from dvd_gan.training import mesh as mesh_lib  # noqa: E402
-from dvd_gan.training.evaluation import (  # noqa: E402
+from dvd_gan.training.generator_evaluation import (  # noqa: E402
     evaluate_generator,
     generate_videos,
     video_sampler,
@@ -36,7 +35,7 @@ NUM_VIDEOS = 10  # not a multiple of the batch of 4: the last batch is padded
 
 
 def main():
-    mesh_lib.initialize_distributed(coordinator, num_processes, process_id, False)
+    sharding.initialize_distributed(coordinator, num_processes, process_id, False)
     config = tiny_config(num_frames=4, num_classes=0)
     config.data.data_dir = data_dir
     config.eval.batch_size = 4

@@ -20,7 +20,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from dvd_gan.training import mesh as mesh_lib  # noqa: E402
+from dvd_gan import sharding  # noqa: E402
+from dvd_gan.training import state as state_lib  # noqa: E402
 from dvd_gan.training.step import jit_train_step  # noqa: E402
 from tests.conftest import tiny_config  # noqa: E402
 
@@ -38,18 +39,18 @@ def fixed_batch(config, step):
 
 
 def main():
-    mesh_lib.initialize_distributed(coordinator, num_processes, process_id, False)
+    sharding.initialize_distributed(coordinator, num_processes, process_id, False)
     config = tiny_config(num_frames=4, num_classes=3)
     config.batch_size = GLOBAL_BATCH
-    mesh = mesh_lib.make_mesh()
-    sharding = mesh_lib.stacked_batch_sharding(mesh)
-    state = mesh_lib.init_state_on_mesh(config, mesh, jax.random.key(0))
+    mesh = sharding.make_mesh()
+    batch_layout = sharding.stacked_batch_sharding(mesh)
+    state = state_lib.init_state_on_mesh(config, mesh, jax.random.key(0))
     step = jit_train_step(config, mesh)
     share = GLOBAL_BATCH // jax.process_count()
     rows = slice(jax.process_index() * share, (jax.process_index() + 1) * share)
     for i in range(2):
         local = {k: v[:, rows] for k, v in fixed_batch(config, i).items()}
-        state, metrics = step(state, mesh_lib.global_batch(local, sharding))
+        state, metrics = step(state, sharding.global_batch(local, batch_layout))
     if jax.process_index() == 0:
         leaves = jax.tree_util.tree_leaves_with_path(jax.device_get(state))
         arrays = {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in leaves}

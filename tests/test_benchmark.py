@@ -11,8 +11,8 @@ import jax.numpy as jnp
 import pytest
 from conftest import ROOT, run_module
 
+from dvd_gan import cost
 from dvd_gan.compiler import compiler_options
-from dvd_gan.training import cost
 
 KEYS = {
     "step_time_s", "clips_per_s", "compile_s", "flops_per_step", "flops_per_s",
@@ -118,7 +118,7 @@ def test_sampling_benchmark():
 def test_the_benchmark_needs_neither_tensorflow_nor_tfds():
     """Accelerator machines with JAX but no TensorFlow run it as it is."""
     script = (
-        "import sys, dvd_gan.benchmark, dvd_gan.training.cost; "
+        "import sys, dvd_gan.benchmark, dvd_gan.cost; "
         "print(sorted(m for m in ('tensorflow', 'tensorflow_datasets') if m in sys.modules))"
     )
     result = subprocess.run(

@@ -3,20 +3,28 @@
 import jax
 import jax.numpy as jnp
 import pytest
+from conftest import run_module
 
-from dvd_gan.compiler import compiler_options
+from dvd_gan.compiler import compiler_options, jit, set_cpu_convolutions
+
+_SHAPES = (
+    jax.ShapeDtypeStruct((3, 3, 32, 32), jnp.float32),
+    jax.ShapeDtypeStruct((8, 16, 16, 32), jnp.float32),
+)
+
+
+def _loss(kernel, x):
+    y = jax.lax.conv_general_dilated(
+        x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+    return jnp.sum(y * y)
+
+
+_conv_weight_gradient = jax.grad(_loss)
 
 
 def _compiled_conv_weight_gradient(options):
-    def loss(kernel, x):
-        y = jax.lax.conv_general_dilated(
-            x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
-        )
-        return jnp.sum(y * y)
-
-    kernel = jax.ShapeDtypeStruct((3, 3, 32, 32), jnp.float32)
-    x = jax.ShapeDtypeStruct((8, 16, 16, 32), jnp.float32)
-    compiled = jax.jit(jax.grad(loss), compiler_options=options).lower(kernel, x).compile()
+    compiled = jax.jit(_conv_weight_gradient, compiler_options=options).lower(*_SHAPES).compile()
     return compiled.as_text()
 
 
@@ -34,3 +42,25 @@ def test_options_only_where_they_apply():
     assert compiler_options("xla", platform="gpu") is None
     with pytest.raises(ValueError, match="'xla', 'ynnpack'"):
         compiler_options("eigen", platform="cpu")
+
+
+def test_the_process_setting_picks_the_kernels():
+    try:
+        set_cpu_convolutions("ynnpack")
+        assert compiler_options(platform="cpu") is None
+        assert "__ynn_fusion" in jit(_conv_weight_gradient).lower(*_SHAPES).compile().as_text()
+    finally:
+        set_cpu_convolutions("xla")
+    assert compiler_options(platform="cpu") is not None
+    assert "__ynn_fusion" not in jit(_conv_weight_gradient).lower(*_SHAPES).compile().as_text()
+    with pytest.raises(ValueError, match="'xla', 'ynnpack'"):
+        set_cpu_convolutions("eigen")
+
+
+def test_the_moved_config_field_names_the_flag(tmp_path):
+    result = run_module(
+        "dvd_gan.main", "--config=configs/smoke.py", f"--workdir={tmp_path}",
+        "--config.model.cpu_convolutions=ynnpack", check=False,
+    )  # fmt: skip
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "--cpu_convolutions" in result.stderr.strip().splitlines()[-1]

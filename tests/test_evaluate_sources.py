@@ -1,6 +1,5 @@
 """Scoring any videos: sources (.npz, folders of video files, folders of PNG clips, TFDS),
-named protocols and their fingerprints, the real-feature cache, KVD, runs with error bars,
-and `dvd_gan.evaluate`'s answers to a user's mistakes."""
+named protocols and their fingerprints, the real-feature cache, KVD, runs with error bars."""
 
 import json
 import os
@@ -8,7 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import run_module
+from conftest import run_module, tiny_config
 from PIL import Image
 
 from dvd_gan.data.video_io import write_video
@@ -221,24 +220,15 @@ def test_kernel_distance_is_unbiased_and_orders_distances(extractor, clips):
     assert black_white > 0 and black_white > 10 * abs(real_real), (black_white, real_real)
 
 
-@pytest.mark.parametrize(
-    "module, flags",
-    [
-        ("dvd_gan.evaluate", ["--real=missing.npz", "--fake={tmp}/fake.npz"]),
-        ("dvd_gan.evaluate", ["--real={tmp}/fake.npz", "--fake=missing_folder"]),
-        ("dvd_gan.evaluate", ["--real={tmp}/fake.npz", "--fake=README.md"]),
-        (
-            "dvd_gan.evaluate",
-            ["--real=tfds:moving_mnist_local/small:test", "--data_dir={tmp}", "--fake={tmp}"],
-        ),
-        ("dvd_gan.evaluate", ["--workdir=not-a-run"]),
-        ("dvd_gan.sample", ["--workdir=not-a-run", "--output=x.npz"]),
-    ],
-)
-def test_a_missing_path_is_one_fatal_line(module, flags, tmp_path):
-    np.savez(tmp_path / "fake.npz", videos=np.zeros((2, FRAMES, 8, 8, 3), np.uint8))
-    result = run_module(module, *(f.format(tmp=tmp_path) for f in flags), check=False)
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    fatal = [line for line in result.stderr.splitlines() if line.startswith("FATAL")]
-    assert len(fatal) == 1, result.stderr
+def test_a_tfds_source_under_dvd_gan_takes_the_eval_pipelines_clips(mnist_data_dir):
+    """So `--real=tfds:...` with a run's frames, stride and resolution scores against the
+    very clips `--workdir` evaluation does, under the same fingerprint."""
+    config = tiny_config(resolution=32, num_frames=6)
+    config.data.data_dir = mnist_data_dir
+    pipeline_clips = features.real_videos(config.data, "test", 8)
+    source = video_sources.open_source("tfds:moving_mnist_local/small:test", mnist_data_dir)
+    protocol = protocols.resolve(
+        "dvd_gan", num_frames=6, frame_stride=config.data.frame_stride, resolution=32
+    )
+    clips = video_sources.iterate_clips(source, protocol, "real", 0, 6, 8, [])
+    np.testing.assert_array_equal(np.stack(list(clips)), pipeline_clips)

@@ -7,8 +7,9 @@ import jax
 import numpy as np
 from conftest import run_module
 
-from dvd_gan.training import mesh as mesh_lib
-from dvd_gan.training.loop import load_config, restore_generator
+from dvd_gan import sharding
+from dvd_gan.training import state as state_lib
+from dvd_gan.training.checkpointing import load_config, restore_generator
 
 
 def _sample(workdir, output, *flags):
@@ -59,8 +60,8 @@ def test_step_zero_is_the_runs_initial_state(smoke_workdir):
     the training loop initialised on its mesh of eight devices."""
     config = load_config(str(smoke_workdir))
     _, step, ema, g_vars = restore_generator(str(smoke_workdir), 0)
-    mesh = mesh_lib.make_mesh(devices=jax.devices()[:8])
-    initial = mesh_lib.init_state_on_mesh(config, mesh, jax.random.key(config.seed))
+    mesh = sharding.make_mesh(devices=jax.devices()[:8])
+    initial = state_lib.init_state_on_mesh(config, mesh, jax.random.key(config.seed))
     assert step == 0
     for restored, original in (
         (ema, initial.ema_params),

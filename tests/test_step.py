@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 from conftest import tiny_config
 
-from dvd_gan import models
+from dvd_gan import models, sharding
 from dvd_gan.models.discriminators import (
     TEMPORAL_D_INPUTS,
     FrameScorer,
     SpatialDiscriminator,
     TemporalDiscriminator,
 )
-from dvd_gan.training import mesh as mesh_lib
+from dvd_gan.training import state as state_lib
 from dvd_gan.training.standing_stats import StandingStatistics, standing_inputs
 from dvd_gan.training.step import jit_train_step
 
@@ -34,8 +34,8 @@ def _batch(config, batch_size, seed=0):
 
 def _steps(config, num_steps, batch_size=4):
     """(initial state, state after `num_steps` steps, metrics of each) on one device."""
-    mesh = mesh_lib.make_mesh(devices=jax.devices()[:1])
-    initial = mesh_lib.init_state_on_mesh(config, mesh, jax.random.key(0))
+    mesh = sharding.make_mesh(devices=jax.devices()[:1])
+    initial = state_lib.init_state_on_mesh(config, mesh, jax.random.key(0))
     initial_host = jax.device_get(initial)
     step = jit_train_step(config, mesh)
     state, history = initial, []
@@ -103,8 +103,8 @@ def test_prediction_step_conditions_on_real_frames_and_scores_generated_ones():
                 jax.debug.callback(functools.partial(record, kind), args[0], ordered=True)
         return next_fun(*args, **kwargs)
 
-    mesh = mesh_lib.make_mesh(devices=jax.devices()[:1])
-    state = mesh_lib.init_state_on_mesh(config, mesh, jax.random.key(0))
+    mesh = sharding.make_mesh(devices=jax.devices()[:1])
+    state = state_lib.init_state_on_mesh(config, mesh, jax.random.key(0))
     initial = jax.device_get(state)
     with nn.intercept_methods(interceptor):  # traced, so recorded, inside the context
         state, _ = jit_train_step(config, mesh)(state, batch)

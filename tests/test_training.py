@@ -13,7 +13,8 @@ import orbax.checkpoint as ocp
 import pytest
 from conftest import ROOT, free_port, run_module, start_worker, tiny_config, wait_for_workers
 
-from dvd_gan.training import mesh as mesh_lib
+from dvd_gan import sharding
+from dvd_gan.training import state as state_lib
 from dvd_gan.training.state import init_state
 from dvd_gan.training.step import jit_train_step
 
@@ -40,13 +41,13 @@ def _batch(config, batch_size, seed):
 
 def _run_steps(config, devices, num_steps, batch_size=8, model_axis=1):
     """`num_steps` train steps on a (data, model) mesh of `devices`, on fixed batches."""
-    mesh = mesh_lib.make_mesh(devices=devices, model_axis=model_axis)
-    sharding = mesh_lib.stacked_batch_sharding(mesh)
-    state = mesh_lib.init_state_on_mesh(config, mesh, jax.random.key(0))
+    mesh = sharding.make_mesh(devices=devices, model_axis=model_axis)
+    batch_layout = sharding.stacked_batch_sharding(mesh)
+    state = state_lib.init_state_on_mesh(config, mesh, jax.random.key(0))
     step = jit_train_step(config, mesh)
     history = []
     for i in range(num_steps):
-        batch = jax.device_put(_batch(config, batch_size, i), sharding)
+        batch = jax.device_put(_batch(config, batch_size, i), batch_layout)
         state, metrics = step(state, batch)
         history.append(jax.device_get(metrics))
     return jax.device_get(state), history, step
@@ -88,9 +89,9 @@ def test_parameter_sharding_equals_the_data_parallel_step(step_results):
     config, _, (state_8, metrics_8, _) = step_results
     config = config.copy_and_resolve_references()
     config.mesh.min_shard_size = 64  # split even this tiny model's kernels
-    mesh = mesh_lib.make_mesh(devices=jax.devices()[:8], model_axis=2)
-    shardings = jax.tree_util.tree_leaves(mesh_lib.state_shardings(config, mesh))
-    split = [s for s in shardings if mesh_lib.MODEL_AXIS in s.spec]
+    mesh = sharding.make_mesh(devices=jax.devices()[:8], model_axis=2)
+    shardings = jax.tree_util.tree_leaves(state_lib.state_shardings(config, mesh))
+    split = [s for s in shardings if sharding.MODEL_AXIS in s.spec]
     assert len(split) > 20, "the test must really split parameters"
     state_2d, metrics_2d, _ = _run_steps(config, jax.devices()[:8], 3, model_axis=2)
     _assert_runs_close(state_8, metrics_8, state_2d, metrics_2d)

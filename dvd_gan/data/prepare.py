@@ -9,6 +9,7 @@ pipeline reads, with progress bars, a report of skipped videos and a summary.
 """
 
 import json
+import os
 import sys
 
 import tensorflow as tf
@@ -56,12 +57,20 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     name = _DATASET.value
-    dataset_fields(name.split("/")[0])
+    try:
+        dataset_fields(name.split("/")[0])
+    except ValueError as e:
+        sys.exit(f"FATAL: {e}")
     builder_kwargs = dict(data_dir=_DATA_DIR.value, file_format="array_record")
     is_kinetics = name.startswith("kinetics")
     if is_kinetics:
         if not _MANUAL_DIR.value:
             sys.exit(f"{name} is built from your download: pass --manual_dir.\n{kinetics.__doc__}")
+        if not os.path.isdir(_MANUAL_DIR.value) or not os.listdir(_MANUAL_DIR.value):
+            sys.exit(
+                f"FATAL: --manual_dir={_MANUAL_DIR.value} does not exist or is empty: download "
+                f"the videos and annotations into it (see docs/data.md)."
+            )
         builder_kwargs["num_workers"] = _NUM_WORKERS.value
     builder = tfds.builder(name, **builder_kwargs)
     if builder.is_prepared():

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dvd_gan.evaluation.batches import DataParallel
+from dvd_gan.evaluation.data_parallel import DataParallel
 from dvd_gan.evaluation.features import bilinear_matrix
 from dvd_gan.evaluation.i3d import conv3d
 

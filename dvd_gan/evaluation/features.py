@@ -21,7 +21,7 @@ from etils import epath
 from jax.experimental import multihost_utils
 
 from dvd_gan.evaluation import i3d
-from dvd_gan.evaluation.batches import DataParallel
+from dvd_gan.evaluation.data_parallel import DataParallel
 
 I3D_SIZE = 224
 I3D_MIN_FRAMES = 9

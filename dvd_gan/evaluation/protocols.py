@@ -85,31 +85,19 @@ class Protocol:
         return start == "random" or self.subset == "random"
 
 
+# StyleGAN-V's clip sampling and detector resize, shared by its three FVD metrics.
+_STYLEGAN_V = dict(
+    num_videos=2048,
+    real_clip_start="random",
+    fake_clip_start="first",
+    i3d_resize="half_pixel_bilinear",
+)
 PRESETS = {
     "dvd_gan": Protocol(),
     "fvd_16f": Protocol(num_frames=16, real_clip_start="first", fake_clip_start="first"),
-    "fvd2048_16f": Protocol(
-        num_frames=16,
-        num_videos=2048,
-        real_clip_start="random",
-        fake_clip_start="first",
-        i3d_resize="half_pixel_bilinear",
-    ),
-    "fvd2048_128f": Protocol(
-        num_frames=128,
-        num_videos=2048,
-        real_clip_start="random",
-        fake_clip_start="first",
-        i3d_resize="half_pixel_bilinear",
-    ),
-    "fvd2048_128f_subsample8f": Protocol(
-        num_frames=16,
-        frame_stride=8,
-        num_videos=2048,
-        real_clip_start="random",
-        fake_clip_start="first",
-        i3d_resize="half_pixel_bilinear",
-    ),
+    "fvd2048_16f": Protocol(num_frames=16, **_STYLEGAN_V),
+    "fvd2048_128f": Protocol(num_frames=128, **_STYLEGAN_V),
+    "fvd2048_128f_subsample8f": Protocol(num_frames=16, frame_stride=8, **_STYLEGAN_V),
 }
 
 

@@ -14,15 +14,20 @@ new save of that step), and the previous checkpoint is tried.
 """
 
 import dataclasses
+import functools
+import json
 import time
 
 import jax
+import ml_collections
 import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
 from jax.experimental import multihost_utils
 
-from dvd_gan.training.state import TrainState
+from configs import default as default_config
+from dvd_gan.compiler import jit
+from dvd_gan.training.state import TrainState, abstract_state, init_state
 
 # Orbax stores pytrees, not bare scalars: step and rng travel together as 'progress'.
 PROGRESS = ("step", "rng")
@@ -157,3 +162,56 @@ class Checkpointer:
 
     def close(self):
         self.manager.close()
+
+
+# -- A run's workdir: its config, and its generator for sampling and evaluation.
+
+
+def save_config(config: ml_collections.ConfigDict, workdir: epath.Path):
+    path = workdir / "config.json"
+    text = config.to_json_best_effort(indent=2, sort_keys=True)
+    if path.exists() and path.read_text() != text:
+        previous = workdir / f"config.{len(list(workdir.glob('config.*.json')))}.json"
+        path.rename(previous)
+        logging.warning("The config differs from the run's previous one, now %s.", previous)
+    path.write_text(text)
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+    """The resolved config a run saved in its workdir. Fields added to the project since
+    the run was made take their defaults, which keep the behaviour the run had."""
+    path = epath.Path(workdir) / "config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: is {workdir} a dvd_gan.main workdir?")
+    config = ml_collections.ConfigDict(json.loads(path.read_text()))
+    defaults = default_config.get_config().copy_and_resolve_references()
+    for section, fields in defaults.items():
+        if not isinstance(fields, ml_collections.ConfigDict) or section not in config:
+            continue
+        for name, value in fields.items():
+            if name not in config[section]:
+                logging.info("%s has no %s.%s; using the default %r.", path, section, name, value)
+                config[section][name] = value
+    return config
+
+
+def restore_generator(workdir: str, step: int | None = None):
+    """(config, step, EMA params, G's variables) from a run's checkpoint, without the
+    discriminators or optimizer states. Step 0 is the run's initial state, recreated from
+    its config (initialisation is a function of `config.seed`), so the untrained generator
+    can be evaluated like any checkpoint."""
+    config = load_config(workdir)
+    if step == 0:
+        state = jit(functools.partial(init_state, config))(jax.random.key(config.seed))
+        return config, 0, state.ema_params, state.generator
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = abstract_state(config, device)
+    checkpointer = Checkpointer(epath.Path(workdir) / "checkpoints")
+    restored = checkpointer.restore(
+        target, items=("progress", "generator", "ema_params"), step=step
+    )
+    checkpointer.close()
+    if restored is None:
+        raise FileNotFoundError(f"No restorable checkpoint in {workdir}/checkpoints.")
+    step, items = restored
+    return config, step, items["ema_params"], items["generator"]

@@ -7,7 +7,6 @@ sample grids, fixed z), `eval/step_<step>.json` (in-training FVD with its protoc
 samples, all take part in checkpointing.
 """
 
-import functools
 import json
 import signal
 import threading
@@ -19,16 +18,15 @@ from absl import logging
 from clu import metric_writers, periodic_actions
 from etils import epath
 
-from configs import default as default_config
+from dvd_gan import sharding
 from dvd_gan.data.pipeline import ClipPipeline
 from dvd_gan.data.video_io import write_image, write_video
 from dvd_gan.evaluation.features import I3DFeatures
 from dvd_gan.pixels import scale_to_unit_range
-from dvd_gan.training import mesh as mesh_lib
 from dvd_gan.training import sampling, standing_stats
-from dvd_gan.training.checkpointing import Checkpointer, from_items
-from dvd_gan.training.evaluation import evaluate_generator, video_sampler
-from dvd_gan.training.state import TrainState, init_state
+from dvd_gan.training.checkpointing import Checkpointer, from_items, save_config
+from dvd_gan.training.generator_evaluation import evaluate_generator, video_sampler
+from dvd_gan.training.state import TrainState, abstract_state, init_state_on_mesh, state_shardings
 from dvd_gan.training.step import jit_train_step
 
 
@@ -57,69 +55,6 @@ def check_finite(history: list[tuple[int, dict]]):
                 )
 
 
-def save_config(config: ml_collections.ConfigDict, workdir: epath.Path):
-    path = workdir / "config.json"
-    text = config.to_json_best_effort(indent=2, sort_keys=True)
-    if path.exists() and path.read_text() != text:
-        previous = workdir / f"config.{len(list(workdir.glob('config.*.json')))}.json"
-        path.rename(previous)
-        logging.warning("The config differs from the run's previous one, now %s.", previous)
-    path.write_text(text)
-
-
-def load_config(workdir: str) -> ml_collections.ConfigDict:
-    """The resolved config a run saved in its workdir. Fields added to the project since
-    the run was made take their defaults, which keep the behaviour the run had."""
-    path = epath.Path(workdir) / "config.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist: is {workdir} a dvd_gan.main workdir?")
-    config = ml_collections.ConfigDict(json.loads(path.read_text()))
-    defaults = default_config.get_config().copy_and_resolve_references()
-    for section, fields in defaults.items():
-        if not isinstance(fields, ml_collections.ConfigDict) or section not in config:
-            continue
-        for name, value in fields.items():
-            if name not in config[section]:
-                logging.info("%s has no %s.%s; using the default %r.", path, section, name, value)
-                config[section][name] = value
-    return config
-
-
-def abstract_state(config: ml_collections.ConfigDict, shardings) -> TrainState:
-    """Shapes, dtypes and shardings of the state, computed without allocating it.
-    `shardings` is one sharding for every leaf, or a pytree of them like the state."""
-    shapes = jax.eval_shape(functools.partial(init_state, config), jax.random.key(0))
-    if not isinstance(shardings, TrainState):
-        shardings = jax.tree_util.tree_map(lambda _: shardings, shapes)
-    return jax.tree_util.tree_map(
-        lambda s, sharding: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
-        shapes,
-        shardings,
-    )
-
-
-def restore_generator(workdir: str, step: int | None = None):
-    """(config, step, EMA params, G's variables) from a run's checkpoint, without the
-    discriminators or optimizer states. Step 0 is the run's initial state, recreated from
-    its config (initialisation is a function of `config.seed`), so the untrained generator
-    can be evaluated like any checkpoint."""
-    config = load_config(workdir)
-    if step == 0:
-        state = jax.jit(functools.partial(init_state, config))(jax.random.key(config.seed))
-        return config, 0, state.ema_params, state.generator
-    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    target = abstract_state(config, device)
-    checkpointer = Checkpointer(epath.Path(workdir) / "checkpoints")
-    restored = checkpointer.restore(
-        target, items=("progress", "generator", "ema_params"), step=step
-    )
-    checkpointer.close()
-    if restored is None:
-        raise FileNotFoundError(f"No restorable checkpoint in {workdir}/checkpoints.")
-    step, items = restored
-    return config, step, items["ema_params"], items["generator"]
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
     workdir = epath.Path(workdir)
     is_chief = jax.process_index() == 0
@@ -128,10 +63,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         save_config(config, workdir)
 
     # -- Mesh: data x model over every device; large parameters split over 'model'.
-    mesh = mesh_lib.make_mesh(model_axis=config.mesh.model_axis)
-    host_batch_size = mesh_lib.check_batch_size(config.batch_size, mesh)
-    state_sharding = mesh_lib.state_shardings(config, mesh)
-    batch_sharding = mesh_lib.stacked_batch_sharding(mesh)
+    mesh = sharding.make_mesh(model_axis=config.mesh.model_axis)
+    host_batch_size = sharding.local_batch_size(config.batch_size, mesh)
+    state_sharding = state_shardings(config, mesh)
+    batch_sharding = sharding.stacked_batch_sharding(mesh)
 
     # -- Input: this process's share of every batch; d_steps real batches per step.
     pipeline = ClipPipeline(
@@ -156,7 +91,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     target = abstract_state(config, state_sharding)
     restored = checkpointer.restore(target)
     if restored is None:
-        state = mesh_lib.init_state_on_mesh(config, mesh, jax.random.key(config.seed))
+        state = init_state_on_mesh(config, mesh, jax.random.key(config.seed))
         logging.info("Initialised a new state.")
     else:
         step, items = restored
@@ -278,7 +213,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             evaluate(0)
         while step < config.train.num_steps:
             local = [next(batches) for _ in range(config.train.d_steps)]
-            batch = mesh_lib.global_batch(
+            batch = sharding.global_batch(
                 {k: np.stack([b[k] for b in local]) for k in local[0]}, batch_sharding
             )
             state, metrics = train_step(state, batch)

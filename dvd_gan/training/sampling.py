@@ -6,7 +6,7 @@ import ml_collections
 import numpy as np
 
 from dvd_gan import models
-from dvd_gan.compiler import compiler_options
+from dvd_gan.compiler import jit
 
 
 def sample_inputs(config: ml_collections.ConfigDict, num_videos: int, seed: int, class_id=None):
@@ -40,9 +40,7 @@ def sample_function(config: ml_collections.ConfigDict):
 
 def make_sampler(config: ml_collections.ConfigDict):
     """`sample_function(config)`, jitted."""
-    return jax.jit(
-        sample_function(config), compiler_options=compiler_options(config.model.cpu_convolutions)
-    )
+    return jit(sample_function(config))
 
 
 def to_uint8(videos):

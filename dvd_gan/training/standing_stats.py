@@ -22,10 +22,9 @@ from etils import epath
 from flax import serialization
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from dvd_gan import models
-from dvd_gan.compiler import compiler_options
+from dvd_gan import models, sharding
+from dvd_gan.compiler import jit
 from dvd_gan.data.pipeline import ClipPipeline
-from dvd_gan.training.mesh import DATA_AXIS
 
 STATISTICS = ("batch_stats", models.SPECTRAL_STATS)
 
@@ -50,7 +49,9 @@ def _batch_statistics_function(config: ml_collections.ConfigDict, mesh: Mesh | N
     def rows(x):
         if mesh is None:
             return x
-        return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, PartitionSpec(DATA_AXIS)))
+        return jax.lax.with_sharding_constraint(
+            x, NamedSharding(mesh, PartitionSpec(sharding.DATA_AXIS))
+        )
 
     def batch_statistics(ema_params, g_vars, key, conditioning):
         z, labels = jax.tree.map(rows, standing_inputs(config, key, size))
@@ -65,17 +66,14 @@ def _batch_statistics_function(config: ml_collections.ConfigDict, mesh: Mesh | N
         return updated["batch_stats"], updated[models.SPECTRAL_STATS]
 
     platform = None if mesh is None else mesh.devices.flat[0].platform
-    return jax.jit(
-        batch_statistics,
-        compiler_options=compiler_options(config.model.cpu_convolutions, platform),
-    )
+    return jit(batch_statistics, platform=platform)
 
 
 def batch_size(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> int:
     """Videos per standing-statistics batch: evaluation's batch, rounded up to a multiple of
     the data axis. Each BatchNorm statistic pools B x H x W values, so the mean over batches
     hardly depends on B; evaluation's batch fits wherever sampling does."""
-    shards = 1 if mesh is None else mesh.shape[DATA_AXIS]
+    shards = 1 if mesh is None else mesh.shape[sharding.DATA_AXIS]
     return -(-config.eval.batch_size // shards) * shards
 
 
@@ -140,7 +138,7 @@ def real_conditioning(config: ml_collections.ConfigDict, mesh: Mesh | None = Non
         if mesh is None:
             return jnp.asarray(frames)
         return jax.make_array_from_process_local_data(
-            NamedSharding(mesh, PartitionSpec(DATA_AXIS)), frames
+            NamedSharding(mesh, PartitionSpec(sharding.DATA_AXIS)), frames
         )
 
     return conditioning

@@ -1,12 +1,24 @@
-"""The train state and its initialisation."""
+"""The train state, its initialisation, and its layout on a device mesh.
+
+The train state is replicated, except that with a 'model' axis > 1 every large parameter,
+its Adam moments and its EMA are split along their last (output) dimension over 'model',
+dividing their memory (parameter sharding for the largest configs). BatchNorm's mean and
+variance are computed over the global batch (cross-replica) by construction.
+"""
+
+import functools
 
 import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from dvd_gan import models
+from dvd_gan.compiler import jit
+from dvd_gan.sharding import MODEL_AXIS
 
 
 @flax.struct.dataclass
@@ -66,3 +78,52 @@ def init_state(config: ml_collections.ConfigDict, rng: jax.Array) -> TrainState:
         d_opt_state=None,
     )
     return state.replace(d_opt_state=d_tx.init(discriminator_params(state)))
+
+
+def state_shapes(config: ml_collections.ConfigDict) -> TrainState:
+    """Shapes and dtypes of every leaf of the state, computed without allocating it."""
+    return jax.eval_shape(functools.partial(init_state, config), jax.random.key(0))
+
+
+def abstract_state(config: ml_collections.ConfigDict, shardings) -> TrainState:
+    """`state_shapes` as ShapeDtypeStructs with shardings (what Orbax restores into and
+    what ahead-of-time compilation takes). `shardings` is one sharding for every leaf, or a
+    pytree of them like the state."""
+    shapes = state_shapes(config)
+    if not isinstance(shardings, TrainState):
+        shardings = jax.tree_util.tree_map(lambda _: shardings, shapes)
+    return jax.tree_util.tree_map(
+        lambda s, sharding: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
+        shapes,
+        shardings,
+    )
+
+
+def state_shardings(config: ml_collections.ConfigDict, mesh: Mesh) -> TrainState:
+    """A sharding for every leaf of the train state (a pytree like the state).
+
+    Replicated, except leaves of at least `config.mesh.min_shard_size` elements whose last
+    dimension the 'model' axis divides: those are split along it.
+    """
+    model = mesh.shape[MODEL_AXIS]
+
+    def sharding(leaf):
+        shape = getattr(leaf, "shape", ())
+        split = (
+            model > 1
+            and len(shape) >= 2
+            and shape[-1] % model == 0
+            and np.prod(shape) >= config.mesh.min_shard_size
+        )
+        if split:
+            return NamedSharding(mesh, PartitionSpec(*([None] * (len(shape) - 1)), MODEL_AXIS))
+        return NamedSharding(mesh, PartitionSpec())
+
+    return jax.tree_util.tree_map(sharding, state_shapes(config))
+
+
+def init_state_on_mesh(config: ml_collections.ConfigDict, mesh: Mesh, rng: jax.Array) -> TrainState:
+    """A fresh train state created directly on the mesh's devices, laid out by
+    `state_shardings` (never assembled on one device first)."""
+    init = jit(functools.partial(init_state, config), out_shardings=state_shardings(config, mesh))
+    return init(rng)

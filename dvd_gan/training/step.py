@@ -13,13 +13,16 @@ import ml_collections
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from dvd_gan import losses, models
-from dvd_gan.compiler import compiler_options
+from dvd_gan import losses, models, sharding
+from dvd_gan.compiler import jit
 from dvd_gan.pixels import scale_to_unit_range
 from dvd_gan.training import augment
-from dvd_gan.training import mesh as mesh_lib
-from dvd_gan.training.mesh import DATA_AXIS
-from dvd_gan.training.state import TrainState, discriminator_params, optimizers
+from dvd_gan.training.state import (
+    TrainState,
+    discriminator_params,
+    optimizers,
+    state_shardings,
+)
 
 MUTABLE_G = ["batch_stats", models.SPECTRAL_STATS]
 AUGMENT_STREAM = 0xA06
@@ -56,7 +59,9 @@ def make_train_step(config: ml_collections.ConfigDict, mesh: Mesh | None):
         z = jax.random.normal(key, (batch_size, z_dim), jnp.float32)
         if mesh is None:
             return z
-        return jax.lax.with_sharding_constraint(z, NamedSharding(mesh, PartitionSpec(DATA_AXIS)))
+        return jax.lax.with_sharding_constraint(
+            z, NamedSharding(mesh, PartitionSpec(sharding.DATA_AXIS))
+        )
 
     def generate(g_vars, z, labels, conditioning):
         """A full fake video (conditioning frames first) and G's updated statistics."""
@@ -205,14 +210,13 @@ def jit_train_step(config: ml_collections.ConfigDict, mesh: Mesh, trace_ops: boo
     """The train step as training runs it: jitted for the mesh's state and batch layouts,
     the state donated. `trace_ops` makes XLA:CPU record every op in profiles."""
     platform = mesh.devices.flat[0].platform
-    options = compiler_options(config.model.cpu_convolutions, platform) or {}
-    if trace_ops and platform == "cpu":
-        options["xla_cpu_enable_xprof_traceme"] = True
-    state_shardings = mesh_lib.state_shardings(config, mesh)
-    return jax.jit(
+    trace = {"xla_cpu_enable_xprof_traceme": True} if trace_ops and platform == "cpu" else None
+    shardings = state_shardings(config, mesh)
+    return jit(
         make_train_step(config, mesh),
-        in_shardings=(state_shardings, mesh_lib.stacked_batch_sharding(mesh)),
-        out_shardings=(state_shardings, mesh_lib.replicated(mesh)),
+        platform=platform,
+        extra_options=trace,
+        in_shardings=(shardings, sharding.stacked_batch_sharding(mesh)),
+        out_shardings=(shardings, sharding.replicated(mesh)),
         donate_argnums=0,
-        compiler_options=options or None,
     )

@@ -8,7 +8,7 @@ from jax.sharding import Mesh
 from dvd_gan.data.pipeline import tfds_name
 from dvd_gan.evaluation import features as features_lib
 from dvd_gan.evaluation import i3d, pixel_statistics, protocols, video_metrics
-from dvd_gan.evaluation.batches import DataParallel
+from dvd_gan.evaluation.data_parallel import DataParallel
 from dvd_gan.pixels import scale_to_unit_range
 from dvd_gan.training import sampling
 
@@ -21,7 +21,6 @@ def video_sampler(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -
         sampling.sample_function(config),
         config.eval.batch_size,
         mesh,
-        config.model.cpu_convolutions,
     )
 
 
@@ -62,7 +61,7 @@ def evaluate_generator(
 ) -> dict:
     """The metrics of `num_videos` generated videos against `split` (see video_metrics).
 
-    Called by every process of a run together (see evaluation/batches.py): `ema_params` and
+    Called by every process of a run together (see evaluation/data_parallel.py): `ema_params` and
     `g_vars` are host arrays or arrays on the mesh of `sampler` (default: a new
     `video_sampler`)."""
     needs_real = bool(set(video_metrics.REAL_FEATURE_METRICS) & set(metrics))

@@ -13,9 +13,9 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from dvd_gan.compiler import compiler_options
+from dvd_gan.compiler import jit
 from dvd_gan.evaluation.progress import Progress
-from dvd_gan.training.mesh import DATA_AXIS, make_mesh
+from dvd_gan.sharding import DATA_AXIS, make_mesh
 
 
 class DataParallel:
@@ -31,17 +31,15 @@ class DataParallel:
     mesh once with `place`.
     """
 
-    def __init__(self, fn, batch_size: int, mesh: Mesh | None = None, cpu_convolutions="xla"):
+    def __init__(self, fn, batch_size: int, mesh: Mesh | None = None):
         self.mesh = mesh or make_mesh()
         shards = self.mesh.shape[DATA_AXIS]
         self.batch_size = math.ceil(batch_size / shards) * shards
         self._rows = NamedSharding(self.mesh, PartitionSpec(DATA_AXIS))
         self._replicated = NamedSharding(self.mesh, PartitionSpec())
         # Replicated outputs: every process can read all of them.
-        self._fn = jax.jit(
-            fn,
-            out_shardings=self._replicated,
-            compiler_options=compiler_options(cpu_convolutions, self.mesh.devices.flat[0].platform),
+        self._fn = jit(
+            fn, platform=self.mesh.devices.flat[0].platform, out_shardings=self._replicated
         )
 
     def place(self, tree):

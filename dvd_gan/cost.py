@@ -7,7 +7,6 @@ memory and FLOP figures come back without any TPU.
 """
 
 import collections
-import functools
 import re
 import time
 
@@ -18,10 +17,9 @@ import numpy as np
 from etils import epath
 from jax.sharding import Mesh, NamedSharding
 
-from dvd_gan import models
-from dvd_gan.compiler import compiler_options
-from dvd_gan.training import mesh as mesh_lib
-from dvd_gan.training.state import init_state
+from dvd_gan import models, sharding
+from dvd_gan.compiler import jit
+from dvd_gan.training.state import abstract_state, init_state_on_mesh, state_shardings
 from dvd_gan.training.step import jit_train_step
 
 # Dense peak FLOP/s per JAX device, by device kind and compute dtype (vendor figures).
@@ -49,19 +47,13 @@ def peak_flops(device_kind: str, dtype: str) -> float | None:
 
 def abstract_inputs(config: ml_collections.ConfigDict, mesh: Mesh):
     """(state, batch) as ShapeDtypeStructs with the training shardings."""
-    state_shardings = mesh_lib.state_shardings(config, mesh)
-    shapes = jax.eval_shape(functools.partial(init_state, config), jax.random.key(0))
-    state = jax.tree_util.tree_map(
-        lambda s, sharding: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
-        shapes,
-        state_shardings,
-    )
+    state = abstract_state(config, state_shardings(config, mesh))
     size = config.data.resolution
     shape = (config.train.d_steps, config.batch_size, config.data.num_frames, size, size, 3)
-    sharding = mesh_lib.stacked_batch_sharding(mesh)
+    layout = sharding.stacked_batch_sharding(mesh)
     batch = {
-        "videos": jax.ShapeDtypeStruct(shape, jnp.uint8, sharding=sharding),
-        "labels": jax.ShapeDtypeStruct(shape[:2], jnp.int32, sharding=sharding),
+        "videos": jax.ShapeDtypeStruct(shape, jnp.uint8, sharding=layout),
+        "labels": jax.ShapeDtypeStruct(shape[:2], jnp.int32, sharding=layout),
     }
     return state, batch
 
@@ -110,12 +102,12 @@ def measure_matmul(devices, dtype: str, size: int | None = None, repeats: int = 
     8192 on accelerators (2048 ran at 15% of an H200's bf16 peak)."""
     size = size or (2048 if devices[0].platform == "cpu" else 8192)
     mesh = Mesh(np.array(devices), ("d",))
-    sharding = NamedSharding(mesh, jax.sharding.PartitionSpec("d"))
+    per_device = NamedSharding(mesh, jax.sharding.PartitionSpec("d"))
     x = jax.jit(
         lambda key: jax.random.normal(key, (len(devices), size, size), dtype),
-        out_shardings=sharding,
+        out_shardings=per_device,
     )(jax.random.key(0))
-    matmul = jax.jit(lambda a: jnp.einsum("bij,bjk->bik", a, a), out_shardings=sharding)
+    matmul = jax.jit(lambda a: jnp.einsum("bij,bjk->bik", a, a), out_shardings=per_device)
     matmul(x).block_until_ready()
     times = []
     for _ in range(repeats):
@@ -127,7 +119,7 @@ def measure_matmul(devices, dtype: str, size: int | None = None, repeats: int = 
 
 def _synthetic_inputs(config: ml_collections.ConfigDict, mesh: Mesh):
     """A fresh train state and a batch of random uint8 videos, on the mesh."""
-    state = mesh_lib.init_state_on_mesh(config, mesh, jax.random.key(0))
+    state = init_state_on_mesh(config, mesh, jax.random.key(0))
     _, batch_shapes = abstract_inputs(config, mesh)
     rng = np.random.default_rng(0)
     batch = {
@@ -239,10 +231,7 @@ def time_sampling(config: ml_collections.ConfigDict, num_videos: int, repeats: i
     generator = models.build(config.model)[0]
     g_vars = jax.jit(lambda key: models.init(config.model, key, num_videos)[0])(jax.random.key(0))
     x = models.example_inputs(config.model, num_videos)
-    sample = jax.jit(
-        lambda v, z, y, c: generator.apply(v, z, y, conditioning=c, train=False),
-        compiler_options=compiler_options(config.model.cpu_convolutions),
-    )
+    sample = jit(lambda v, z, y, c: generator.apply(v, z, y, conditioning=c, train=False))
     z = jax.random.normal(jax.random.key(1), x["z"].shape)
     sample(g_vars, z, x["labels"], x["conditioning"]).block_until_ready()
     times = []

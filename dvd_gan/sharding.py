@@ -1,25 +1,16 @@
-"""Devices, processes and data layout: the JAX distributed runtime, the device mesh, the
-train state's sharding, and the assembly of per-process batches into global arrays.
+"""Devices, processes and data layout: the JAX distributed runtime, the device mesh, and
+the assembly of per-process batches into global arrays. Training and evaluation both lay
+out their work with these; the train state's own layout is in training/state.py.
 
 The mesh has two axes, 'data' x 'model' (model = `config.mesh.model_axis`, 1 by default).
-The global batch is split over 'data'. The train state is replicated, except that with a
-'model' axis > 1 every large parameter, its Adam moments and its EMA are split along their
-last (output) dimension over 'model', dividing their memory (parameter sharding for the
-largest configs). Axis types are Auto, so XLA's partitioner places everything in between
-(z, generated videos, their concatenation with the real batch, gathered weights) by
-propagation; jit's in/out shardings and one constraint on z fix the layout. BatchNorm's
-mean and variance are computed over the global batch (cross-replica) by construction.
+The global batch is split over 'data'. Axis types are Auto, so XLA's partitioner places
+everything not fixed by jit's in/out shardings by propagation.
 """
-
-import functools
 
 import jax
 import numpy as np
 from absl import logging
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
-
-from dvd_gan.compiler import compiler_options
-from dvd_gan.training.state import TrainState, init_state
 
 DATA_AXIS = "data"
 MODEL_AXIS = "model"
@@ -73,31 +64,6 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 
 
-def state_shardings(config, mesh: Mesh, state_shapes=None):
-    """A sharding for every leaf of the train state (a pytree like the state).
-
-    Replicated, except leaves of at least `config.mesh.min_shard_size` elements whose last
-    dimension the 'model' axis divides: those are split along it.
-    """
-    if state_shapes is None:
-        state_shapes = jax.eval_shape(functools.partial(init_state, config), jax.random.key(0))
-    model = mesh.shape[MODEL_AXIS]
-
-    def sharding(leaf):
-        shape = getattr(leaf, "shape", ())
-        split = (
-            model > 1
-            and len(shape) >= 2
-            and shape[-1] % model == 0
-            and np.prod(shape) >= config.mesh.min_shard_size
-        )
-        if split:
-            return NamedSharding(mesh, PartitionSpec(*([None] * (len(shape) - 1)), MODEL_AXIS))
-        return NamedSharding(mesh, PartitionSpec())
-
-    return jax.tree_util.tree_map(sharding, state_shapes)
-
-
 def row_sharding(mesh: Mesh) -> NamedSharding:
     """Sharding of [B, ...] arrays: rows split over the data axis."""
     return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
@@ -108,18 +74,7 @@ def stacked_batch_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(None, DATA_AXIS))
 
 
-def init_state_on_mesh(config, mesh: Mesh, rng: jax.Array) -> TrainState:
-    """A fresh train state created directly on the mesh's devices, laid out by
-    `state_shardings` (never assembled on one device first)."""
-    init = jax.jit(
-        functools.partial(init_state, config),
-        out_shardings=state_shardings(config, mesh),
-        compiler_options=compiler_options(config.model.cpu_convolutions),
-    )
-    return init(rng)
-
-
-def check_batch_size(global_batch_size: int, mesh: Mesh) -> int:
+def local_batch_size(global_batch_size: int, mesh: Mesh) -> int:
     """This process's share of the global batch, after checking that it divides evenly."""
     shards = max(mesh.shape[DATA_AXIS], jax.process_count())
     if global_batch_size % shards:
