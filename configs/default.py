@@ -62,6 +62,7 @@ def get_config():
     train = config.train = ml_collections.ConfigDict()
     train.num_steps = 300_000  # G updates (each preceded by d_steps D updates).
     train.d_steps = 2  # Discriminator updates per generator update.
+    train.accumulation_steps = 1  # Micro-batches per D and G update; gradients averaged.
     train.g_learning_rate = 1e-4  # Adam learning rate of G.
     train.d_learning_rate = 5e-4  # Adam learning rate of D_S and D_T together.
     train.adam_b1 = 0.0  # Adam beta1.

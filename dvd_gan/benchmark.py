@@ -25,7 +25,7 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from dvd_gan.command_line import define_cpu_convolutions_flag, parse_flags
+from dvd_gan.command_line import define_cpu_convolutions_flag, fatal, parse_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, path[:variant].")
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps (after 2 warm-up steps).")
@@ -47,6 +47,7 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     from dvd_gan import cost, models, sharding
     from dvd_gan.compiler import set_cpu_convolutions
+    from dvd_gan.training.step import DoesNotFitError
 
     set_cpu_convolutions(_CPU_CONVOLUTIONS.value)
 
@@ -73,7 +74,10 @@ def main(argv):
     if _PER_DEVICE_BATCH.value:
         config.batch_size = _PER_DEVICE_BATCH.value * len(devices) // config.mesh.model_axis
     mesh = sharding.make_mesh(devices=devices, model_axis=config.mesh.model_axis)
-    lowered, compiled, compile_s = cost.compile_step(config, mesh)
+    try:
+        lowered, compiled, compile_s = cost.compile_step(config, mesh)
+    except DoesNotFitError as e:
+        fatal(str(e))
     costs = cost.compiled_costs(compiled)
     flops_per_step = cost.step_flops(lowered, compiled, devices)
     report.update(

@@ -35,6 +35,7 @@ def main(argv):
     from dvd_gan.compiler import set_cpu_convolutions
     from dvd_gan.training import loop
     from dvd_gan.training.checkpointing import CheckpointMismatchError
+    from dvd_gan.training.step import DoesNotFitError
 
     quiet_library_logs()
     config = _CONFIG.value
@@ -55,7 +56,7 @@ def main(argv):
     logging.info("Config:\n%s", config)
     try:
         loop.train_and_evaluate(config, os.path.expanduser(_WORKDIR.value))
-    except (CheckpointMismatchError, FloatingPointError, FileNotFoundError) as e:
+    except (CheckpointMismatchError, DoesNotFitError, FloatingPointError, FileNotFoundError) as e:
         # Errors a user acts on (wrong workdir, divergence, data not prepared): the message
         # says what to do; a traceback would only bury it.
         logging.error("%s: %s", type(e).__name__, e)

@@ -68,6 +68,13 @@ class FrameScorer(nn.Module):
         return score.astype(jnp.float32)
 
 
+def clip_keys(key, rows, batch_size: int):
+    """One key per clip, `key` folded with the clip's row (default rows 0..B-1): a clip's
+    random draws depend on its place in the whole batch, not on how the batch is split."""
+    rows = jnp.arange(batch_size) if rows is None else rows
+    return jax.vmap(lambda row: jax.random.fold_in(key, row))(rows)
+
+
 def _check_video(videos, num_frames: int, resolution: int, name: str):
     expected = (num_frames, resolution, resolution, 3)
     if videos.ndim != 5 or tuple(videos.shape[1:]) != expected:
@@ -123,11 +130,15 @@ class SpatialDiscriminator(nn.Module):
             dtype=self.dtype,
         )
 
-    def __call__(self, videos, labels, train: bool = False):
+    def __call__(self, videos, labels, train: bool = False, rows=None):
+        """`rows` [B]: each clip's index in its whole batch (default 0..B-1); a clip's
+        frames are drawn from the 'frames' rng folded with it, so they do not change when
+        the batch is split into micro-batches."""
         _check_video(videos, self.num_frames, self.resolution, "SpatialDiscriminator")
         batch_size = videos.shape[0]
         candidates = self.num_frames - self.num_conditioning_frames
-        noise = jax.random.uniform(self.make_rng("frames"), (batch_size, candidates))
+        keys = clip_keys(self.make_rng("frames"), rows, batch_size)
+        noise = jax.vmap(lambda key: jax.random.uniform(key, (candidates,)))(keys)
         index = self.num_conditioning_frames + jnp.argsort(noise, axis=1)[:, : self.k_frames]
         frames = jnp.take_along_axis(videos, index[:, :, None, None, None], axis=1)
         scores = self.scorer(
@@ -199,15 +210,21 @@ class TemporalDiscriminator(nn.Module):
             **common,
         )
 
-    def phi(self, videos):
-        """The input transform: [B, T, H, W, 3] -> [B, T, H', W', 3]."""
+    def phi(self, videos, rows=None):
+        """The input transform: [B, T, H, W, 3] -> [B, T, H', W', 3]; a random crop's
+        offsets per clip, from the 'frames' rng folded with its row (see D_S)."""
         if self.input_transform == "identity":
             return videos
         if self.input_transform == "random_half_crop":
             batch_size, _, height, width, _ = videos.shape
-            key_y, key_x = jax.random.split(self.make_rng("frames"))
-            top = jax.random.randint(key_y, (batch_size,), 0, height - height // 2 + 1)
-            left = jax.random.randint(key_x, (batch_size,), 0, width - width // 2 + 1)
+            keys = clip_keys(self.make_rng("frames"), rows, batch_size)
+
+            def offset(key, axis, size):
+                key = jax.random.fold_in(key, axis)
+                return jax.random.randint(key, (), 0, size - size // 2 + 1)
+
+            top = jax.vmap(lambda key: offset(key, 0, height))(keys)
+            left = jax.vmap(lambda key: offset(key, 1, width))(keys)
             crop = (videos.shape[1], height // 2, width // 2, 3)
             return jax.vmap(lambda v, y, x: jax.lax.dynamic_slice(v, (0, y, x, 0), crop))(
                 videos, top, left
@@ -216,10 +233,10 @@ class TemporalDiscriminator(nn.Module):
         pooled = avg_pool(fold_time(videos), (factor, factor))
         return unfold_time(pooled, videos.shape[0])
 
-    def __call__(self, videos, labels, train: bool = False):
+    def __call__(self, videos, labels, train: bool = False, rows=None):
         _check_video(videos, self.num_frames, self.resolution, "TemporalDiscriminator")
         batch_size = videos.shape[0]
-        x = self.phi(videos).astype(self.dtype)
+        x = self.phi(videos, rows).astype(self.dtype)
         for block in self.blocks_3d:
             x = block(x, train)  # positional: static under remat
         steps = x.shape[1]

@@ -7,6 +7,9 @@ traces once. Random keys are `fold_in(base, step)`, split per update, so a step 
 function of (state, batch).
 """
 
+import math
+import re
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -33,6 +36,39 @@ def _with_params(variables: dict, params) -> dict:
     return {**variables, "params": params}
 
 
+def micro_batches(batch, steps: int):
+    """[B, ...] arrays -> [steps, B / steps, ...]: micro-batch j holds rows j, j + steps,
+    j + 2 * steps, ..., so every device's contiguous share of the batch holds its share of
+    every micro-batch (no rows move between devices)."""
+    return jax.tree_util.tree_map(
+        lambda x: x.reshape(x.shape[0] // steps, steps, *x.shape[1:]).swapaxes(0, 1), batch
+    )
+
+
+def accumulated_gradients(grad_fn, params, batch, steps: int):
+    """`grad_fn(params, *batch, index) -> (grads, (metrics, *state))` over the whole batch,
+    as `steps` micro-batches run one after another (a scan, so only one micro-batch's
+    activations are live) whose gradients and metrics are averaged; the other outputs are
+    the last micro-batch's. With equal micro-batches and a loss that is a mean over rows,
+    the averaged gradient is the full batch's."""
+    if steps == 1:
+        return grad_fn(params, *batch, 0)
+
+    def body(total, inputs):
+        index, micro = inputs
+        grads, (metrics, *rest) = grad_fn(params, *micro, index)
+        total = jax.tree_util.tree_map(jnp.add, total, (grads, metrics))
+        return total, rest
+
+    micro = micro_batches(batch, steps)
+    first = jax.tree_util.tree_map(lambda x: x[0], micro)
+    _, (metric_shapes, *_) = jax.eval_shape(lambda: grad_fn(params, *first, 0))
+    zeros = jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape, x.dtype), (params, metric_shapes))
+    (grads, metrics), rest = jax.lax.scan(body, zeros, (jnp.arange(steps), micro))
+    average = jax.tree_util.tree_map(lambda x: x / steps, (grads, metrics))
+    return average[0], (average[1], *jax.tree_util.tree_map(lambda x: x[-1], rest))
+
+
 def make_train_step(config: ml_collections.ConfigDict, mesh: Mesh | None):
     """Returns `train_step(state, batch) -> (state, metrics)`.
 
@@ -46,6 +82,7 @@ def make_train_step(config: ml_collections.ConfigDict, mesh: Mesh | None):
     num_conditioning = config.model.num_conditioning_frames
     d_steps, z_dim = config.train.d_steps, config.model.z_dim
     train_config = config.train
+    accumulation = config.train.accumulation_steps
     augmentations = augment.parse(config.train.augment)
 
     def augmented(videos, key):
@@ -72,16 +109,24 @@ def make_train_step(config: ml_collections.ConfigDict, mesh: Mesh | None):
             generated = jnp.concatenate([conditioning, generated], axis=1)
         return generated, g_stats
 
-    def r1_penalty(state: TrainState, d_params, real, labels, rngs):
+    def r1_penalty(state: TrainState, d_params, real, labels, rows, rngs):
         """Mean over clips of |d(D_S + D_T)/d pixels|^2 at the real clips (Mescheder et
         al., 2018); D's spectral-norm vectors are read, not updated."""
 
         def total_score(videos):
             ds = spatial_d.apply(
-                _with_params(state.spatial_d, d_params["spatial"]), videos, labels, rngs=rngs
+                _with_params(state.spatial_d, d_params["spatial"]),
+                videos,
+                labels,
+                rows=rows,
+                rngs=rngs,
             )
             dt = temporal_d.apply(
-                _with_params(state.temporal_d, d_params["temporal"]), videos, labels, rngs=rngs
+                _with_params(state.temporal_d, d_params["temporal"]),
+                videos,
+                labels,
+                rows=rows,
+                rngs=rngs,
             )
             return jnp.sum(ds + dt)
 
@@ -94,17 +139,24 @@ def make_train_step(config: ml_collections.ConfigDict, mesh: Mesh | None):
         conditioning = videos[:, :num_conditioning] if num_conditioning else None
         fake, g_stats = generate(state.generator, sample_z(z_key, batch_size), labels, conditioning)
         both = augmented(jnp.concatenate([videos, jax.lax.stop_gradient(fake)]), key)
-        both_labels = jnp.concatenate([labels, labels])
         rngs = {"frames": frames_key}
         # Lazy R1 (not in the paper): every r1_every-th step only, scaled up to match.
         r1_now = state.step % train_config.r1_every == 0
 
-        def loss_fn(d_params):
+        def loss_fn(d_params, real, fake, labels, rows, index):
+            """D's loss on one (micro-)batch of real and fake clips (`rows`: their places in
+            the whole batch); D has no BatchNorm, so micro-batches change nothing but the
+            order of sums."""
+            del index
+            both = jnp.concatenate([real, fake])
+            both_labels = jnp.concatenate([labels, labels])
+            both_rows = jnp.concatenate([rows, rows + batch_size])
             ds_scores, ds_stats = spatial_d.apply(
                 _with_params(state.spatial_d, d_params["spatial"]),
                 both,
                 both_labels,
                 train=True,
+                rows=both_rows,
                 rngs=rngs,
                 mutable=MUTABLE_D,
             )
@@ -113,6 +165,7 @@ def make_train_step(config: ml_collections.ConfigDict, mesh: Mesh | None):
                 both,
                 both_labels,
                 train=True,
+                rows=both_rows,
                 rngs=rngs,
                 mutable=MUTABLE_D,
             )
@@ -123,7 +176,7 @@ def make_train_step(config: ml_collections.ConfigDict, mesh: Mesh | None):
             if train_config.r1_gamma > 0:
                 penalty = jax.lax.cond(
                     r1_now,
-                    lambda p: r1_penalty(state, p, both[:batch_size], labels, rngs),
+                    lambda p: r1_penalty(state, p, real, labels, rows, rngs),
                     lambda p: jnp.zeros((), jnp.float32),
                     d_params,
                 )
@@ -141,7 +194,12 @@ def make_train_step(config: ml_collections.ConfigDict, mesh: Mesh | None):
             return total, (metrics, ds_stats, dt_stats)
 
         d_params = discriminator_params(state)
-        grads, (metrics, ds_stats, dt_stats) = jax.grad(loss_fn, has_aux=True)(d_params)
+        grads, (metrics, ds_stats, dt_stats) = accumulated_gradients(
+            jax.grad(loss_fn, has_aux=True),
+            d_params,
+            (both[:batch_size], both[batch_size:], labels, jnp.arange(batch_size)),
+            accumulation,
+        )
         updates, d_opt_state = d_tx.update(grads, state.d_opt_state, d_params)
         d_params = optax.apply_updates(d_params, updates)
         metrics["d_grad_norm"] = optax.global_norm(grads)
@@ -157,21 +215,28 @@ def make_train_step(config: ml_collections.ConfigDict, mesh: Mesh | None):
         z_key, frames_key = jax.random.split(key)
         z = sample_z(z_key, labels.shape[0])
 
-        def loss_fn(g_params):
+        def loss_fn(g_params, z, labels, conditioning, rows, index):
+            """G's loss on one (micro-)batch; BatchNorm normalises each micro-batch by its
+            own statistics (cross-replica within it)."""
             fake, g_stats = generate(
                 _with_params(state.generator, g_params), z, labels, conditioning
             )
-            fake = augmented(fake, key)
+            fake = augmented(fake, key if accumulation == 1 else jax.random.fold_in(key, index))
             # D's spectral-norm statistics are updated by D's own steps only. D_T needs the
             # 'frames' rng too when its input transform is a random crop.
             rngs = {"frames": frames_key}
-            ds = spatial_d.apply(state.spatial_d, fake, labels, rngs=rngs)
-            dt = temporal_d.apply(state.temporal_d, fake, labels, rngs=rngs)
+            ds = spatial_d.apply(state.spatial_d, fake, labels, rows=rows, rngs=rngs)
+            dt = temporal_d.apply(state.temporal_d, fake, labels, rows=rows, rngs=rngs)
             loss = losses.generator_loss(ds, dt)
-            return loss, (g_stats, {"g_loss": loss, "ds_fake_g": jnp.mean(ds)})
+            return loss, ({"g_loss": loss, "ds_fake_g": jnp.mean(ds)}, g_stats)
 
         g_params = state.generator["params"]
-        grads, (g_stats, metrics) = jax.grad(loss_fn, has_aux=True)(g_params)
+        grads, (metrics, g_stats) = accumulated_gradients(
+            jax.grad(loss_fn, has_aux=True),
+            g_params,
+            (z, labels, conditioning, jnp.arange(labels.shape[0])),
+            accumulation,
+        )
         updates, g_opt_state = g_tx.update(grads, state.g_opt_state, g_params)
         g_params = optax.apply_updates(g_params, updates)
         metrics["g_grad_norm"] = optax.global_norm(grads)
@@ -206,9 +271,59 @@ def make_train_step(config: ml_collections.ConfigDict, mesh: Mesh | None):
     return train_step
 
 
+class DoesNotFitError(RuntimeError):
+    """The train step needs more memory per device than the device has; the message says
+    which settings fit."""
+
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT])i?B?\b")
+_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def memory_advice(error_text: str, config: ml_collections.ConfigDict) -> str | None:
+    """For XLA's out-of-memory error, one line: what the step needs and what the device has
+    (XLA's own figures, where its message gives them) and the settings that fit. None for
+    any other error."""
+    if "RESOURCE_EXHAUSTED" not in error_text and "Out of memory" not in error_text:
+        return None
+    sizes = [float(n) * _UNITS[u] for n, u in _SIZE.findall(error_text)]
+    steps = config.train.accumulation_steps
+    factor = 2
+    figures = "XLA ran out of device memory compiling or running the train step"
+    if len(sizes) >= 2 and sizes[1] > 0:
+        need, have = sizes[0], sizes[1]
+        factor = max(2, math.ceil(need / have))
+        figures = (
+            f"the train step needs {need / 2**30:.2f} GiB per device, which has "
+            f"{have / 2**30:.2f} GiB"
+        )
+    suggested = steps * factor
+    while config.batch_size % suggested and suggested < config.batch_size:
+        suggested += 1
+    return (
+        f"{figures}. Fit it with --config.train.accumulation_steps={suggested} (micro-batches "
+        f"of {config.batch_size // suggested}), --config.model.remat=full, or "
+        f"--config.model.dtype=bfloat16 (docs/scaling.md)."
+    )
+
+
+def check_accumulation(config: ml_collections.ConfigDict, mesh: Mesh):
+    """A clear error unless train.accumulation_steps splits the batch into equal
+    micro-batches that the mesh's data axis divides."""
+    steps, batch = config.train.accumulation_steps, config.batch_size
+    shards = mesh.shape[sharding.DATA_AXIS]
+    if steps < 1 or batch % steps or (batch // steps) % shards:
+        raise ValueError(
+            f"train.accumulation_steps={steps} must split batch_size={batch} into micro-"
+            f"batches that the {shards} data shards divide: batch_size must be a multiple of "
+            f"accumulation_steps x {shards} = {max(steps, 1) * shards}."
+        )
+
+
 def jit_train_step(config: ml_collections.ConfigDict, mesh: Mesh, trace_ops: bool = False):
     """The train step as training runs it: jitted for the mesh's state and batch layouts,
     the state donated. `trace_ops` makes XLA:CPU record every op in profiles."""
+    check_accumulation(config, mesh)
     platform = mesh.devices.flat[0].platform
     trace = {"xla_cpu_enable_xprof_traceme": True} if trace_ops and platform == "cpu" else None
     shardings = state_shardings(config, mesh)
