@@ -55,7 +55,7 @@ def get_config():
     model.spectral_norm_steps = 1  # Power iterations per forward pass.
     model.g_class_embedding_spectral_norm = False  # SN on G's lookup table (BigGAN: off).
     model.output_channels = 3  # Channels of G's head: 3 (RGB) or 1 (grey, repeated to RGB).
-    model.dtype = "float32"  # Compute dtype ('bfloat16' for mixed precision); params stay f32.
+    model.dtype = "auto"  # Compute dtype: auto (bf16 on TPU/GPU, f32 on CPU), float32, bfloat16.
     # Rematerialisation per G group and D block: none, full, or a jax.checkpoint_policies name.
     model.remat = "none"
 

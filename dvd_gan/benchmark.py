@@ -54,6 +54,7 @@ def main(argv):
     config = _CONFIG.value
     devices = cost.topology_devices(_TOPOLOGY.value) if _TOPOLOGY.value else jax.devices()
     kind = devices[0].device_kind
+    config.model.dtype = models.resolve_dtype(config.model.dtype, devices[0].platform)
     report = {
         "config": config_flags.get_config_filename(flags.FLAGS["config"]),
         "overrides": config_flags.get_override_values(flags.FLAGS["config"]),

@@ -11,11 +11,21 @@ from dvd_gan.models.generator import Generator
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
+def resolve_dtype(name: str, platform: str | None = None) -> str:
+    """The compute dtype `model.dtype` names on `platform` (default: JAX's default
+    backend): 'auto' is bfloat16 on TPUs and GPUs, where the paper configs need it to fit a
+    core and their matrix units run it at full rate, and float32 on CPUs, which emulate
+    bfloat16 arithmetic slowly."""
+    if name == "auto":
+        return "float32" if (platform or jax.default_backend()) == "cpu" else "bfloat16"
+    if name not in DTYPES:
+        raise ValueError(f"model.dtype={name!r}; use 'auto' or one of {sorted(DTYPES)}.")
+    return name
+
+
 def build(model_config: ml_collections.ConfigDict):
     """Returns `(generator, spatial_d, temporal_d)` as unbound Flax modules."""
-    if model_config.dtype not in DTYPES:
-        raise ValueError(f"model.dtype={model_config.dtype!r}; use one of {sorted(DTYPES)}.")
-    dtype = DTYPES[model_config.dtype]
+    dtype = DTYPES[resolve_dtype(model_config.dtype)]
     resolution = model_config.resolution
     if model_config.num_conditioning_frames >= model_config.num_frames:
         raise ValueError(

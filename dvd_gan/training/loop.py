@@ -18,7 +18,7 @@ from absl import logging
 from clu import metric_writers, periodic_actions
 from etils import epath
 
-from dvd_gan import sharding
+from dvd_gan import models, sharding
 from dvd_gan.data.pipeline import ClipPipeline
 from dvd_gan.data.video_io import write_image, write_video
 from dvd_gan.evaluation.features import I3DFeatures
@@ -58,6 +58,8 @@ def check_finite(history: list[tuple[int, dict]]):
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
     workdir = epath.Path(workdir)
     is_chief = jax.process_index() == 0
+    # The workdir records the dtype the run computes in, not 'auto'.
+    config.model.dtype = models.resolve_dtype(config.model.dtype, jax.devices()[0].platform)
     if is_chief:
         workdir.mkdir(parents=True, exist_ok=True)
         save_config(config, workdir)
