@@ -80,8 +80,8 @@ def _flops(analysis) -> float:
 def step_flops(lowered, compiled, devices) -> float:
     """FLOPs of one step on all devices, from XLA's cost analysis of the compiled step; on
     GPUs from that of the step before optimisation (`lowered`), since XLA:GPU's analysis of
-    the compiled step leaves out the convolutions it hands to cuDNN: it gave 0.23 TFLOP for
-    a 64x64, 12-frame step of batch 8 on an H200. On the CPU the two agree within 1%."""
+    the compiled step leaves out the convolutions it hands to cuDNN and so undercounts a
+    step several-fold (docs/benchmarks.md). On the CPU the two agree."""
     if devices[0].platform == "gpu":
         return _flops(lowered.cost_analysis())  # unpartitioned: the whole step
     return _flops(compiled.cost_analysis()) * len(devices)
@@ -105,7 +105,7 @@ def measure_matmul(devices, dtype: str, size: int | None = None, repeats: int = 
     """FLOP/s of a size^3 matmul of random numbers on every device at once (each its own),
     the best of `repeats`: it is the reference peak, and a slow repeat (another process,
     memory reclaim) would otherwise inflate `mfu_vs_matmul`. Default size: 2048 on CPUs,
-    8192 on accelerators (2048 ran at 15% of an H200's bf16 peak)."""
+    8192 on accelerators (a smaller one leaves their matrix units mostly idle)."""
     size = size or (2048 if devices[0].platform == "cpu" else 8192)
     mesh = Mesh(np.array(devices), ("d",))
     per_device = NamedSharding(mesh, jax.sharding.PartitionSpec("d"))

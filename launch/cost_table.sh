@@ -6,9 +6,9 @@
 #   ./launch/cost_table.sh OUTDIR [CONFIG ...]        # default: every paper config
 #   TOPOLOGIES="v3:2x2 v5e:2x2" REMATS="none full" ./launch/cost_table.sh OUTDIR
 #
-# Each compile takes 5-20 minutes and 3-24 GB of host memory on 2 cores (v5e compiles need
-# more than v3 ones); configs/ucf101.py, and remat=full for bair_fp and 12x128, needed
-# more than a 24 GB host had.
+# Each compile is long and needs many GB of host memory (docs/benchmarks.md has the
+# figures); configs/ucf101.py, and remat=full for bair_fp and 12x128, needed more than a
+# 24 GB host had.
 # Files already in OUTDIR are kept, so an interrupted run picks up where it stopped.
 # Per-core memory does not depend on the slice size (the state is replicated and the batch
 # per core is fixed), so the smallest slice of each generation stands for all of them.
