@@ -97,7 +97,7 @@ def _cost_table():
     """{config file[:variant]: (v3 GiB/core remat none, remat full)} from docs/benchmarks.md,
     True where the row is marked as fitting (✓)."""
     rows = {}
-    for line in (ROOT / "docs" / "benchmarks.md").read_text().splitlines():
+    for line in (ROOT / "docs/benchmarks.md").read_text().splitlines():
         cells = [c.strip() for c in line.strip("|").split("|")]
         if len(cells) == 7 and cells[0].startswith("configs/"):
             rows[cells[0].removeprefix("configs/").replace(".py", "")] = (
