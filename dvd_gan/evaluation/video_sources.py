@@ -173,7 +173,14 @@ class TfdsSource:
         return Video(len(encoded), frames)
 
     def identity(self) -> dict:
-        return {"tfds": self.name, "split": self.split, "version": self.version}
+        # The data dir too: two builds of a manually downloaded dataset (Kinetics) share a
+        # version but not necessarily their videos.
+        return {
+            "tfds": self.name,
+            "split": self.split,
+            "version": self.version,
+            "data_dir": self.data_dir,
+        }
 
 
 def _folder_source(root: str):
