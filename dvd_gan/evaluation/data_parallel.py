@@ -11,11 +11,11 @@ import math
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 
 from dvd_gan.compiler import jit
 from dvd_gan.evaluation.progress import Progress
-from dvd_gan.sharding import DATA_AXIS, make_mesh
+from dvd_gan.sharding import DATA_AXIS, make_mesh, replicated, row_sharding
 
 
 class DataParallel:
@@ -35,8 +35,8 @@ class DataParallel:
         self.mesh = mesh or make_mesh()
         shards = self.mesh.shape[DATA_AXIS]
         self.batch_size = math.ceil(batch_size / shards) * shards
-        self._rows = NamedSharding(self.mesh, PartitionSpec(DATA_AXIS))
-        self._replicated = NamedSharding(self.mesh, PartitionSpec())
+        self._rows = row_sharding(self.mesh)
+        self._replicated = replicated(self.mesh)
         # Replicated outputs: every process can read all of them.
         self._fn = jit(
             fn, platform=self.mesh.devices.flat[0].platform, out_shardings=self._replicated

@@ -20,7 +20,7 @@ import numpy as np
 from absl import logging
 from etils import epath
 from flax import serialization
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 
 from dvd_gan import models, sharding
 from dvd_gan.compiler import jit
@@ -49,9 +49,7 @@ def _batch_statistics_function(config: ml_collections.ConfigDict, mesh: Mesh | N
     def rows(x):
         if mesh is None:
             return x
-        return jax.lax.with_sharding_constraint(
-            x, NamedSharding(mesh, PartitionSpec(sharding.DATA_AXIS))
-        )
+        return jax.lax.with_sharding_constraint(x, sharding.row_sharding(mesh))
 
     def batch_statistics(ema_params, g_vars, key, conditioning):
         z, labels = jax.tree.map(rows, standing_inputs(config, key, size))
@@ -137,9 +135,7 @@ def real_conditioning(config: ml_collections.ConfigDict, mesh: Mesh | None = Non
         frames = clips.batch(i)["videos"][:, :c]
         if mesh is None:
             return jnp.asarray(frames)
-        return jax.make_array_from_process_local_data(
-            NamedSharding(mesh, PartitionSpec(sharding.DATA_AXIS)), frames
-        )
+        return jax.make_array_from_process_local_data(sharding.row_sharding(mesh), frames)
 
     return conditioning
 

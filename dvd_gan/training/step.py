@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 
 from dvd_gan import losses, models, sharding
 from dvd_gan.compiler import jit
@@ -96,9 +96,7 @@ def make_train_step(config: ml_collections.ConfigDict, mesh: Mesh | None):
         z = jax.random.normal(key, (batch_size, z_dim), jnp.float32)
         if mesh is None:
             return z
-        return jax.lax.with_sharding_constraint(
-            z, NamedSharding(mesh, PartitionSpec(sharding.DATA_AXIS))
-        )
+        return jax.lax.with_sharding_constraint(z, sharding.row_sharding(mesh))
 
     def generate(g_vars, z, labels, conditioning):
         """A full fake video (conditioning frames first) and G's updated statistics."""
