@@ -20,7 +20,7 @@ from jax.sharding import Mesh, NamedSharding
 from dvd_gan import models, sharding
 from dvd_gan.compiler import jit
 from dvd_gan.training.state import abstract_state, init_state_on_mesh, state_shardings
-from dvd_gan.training.step import DoesNotFitError, jit_train_step, memory_advice
+from dvd_gan.training.step import jit_train_step, out_of_memory_explained
 
 # Dense peak FLOP/s per JAX device, by device kind and compute dtype (vendor figures).
 # TPU v2/v3 devices are single cores; v4 and v5p devices are megacore chips.
@@ -62,13 +62,8 @@ def compile_step(config: ml_collections.ConfigDict, mesh: Mesh):
     """(lowered, compiled executable, seconds to lower and compile) of the train step."""
     start = time.perf_counter()
     lowered = jit_train_step(config, mesh).lower(*abstract_inputs(config, mesh))
-    try:
+    with out_of_memory_explained(config):
         compiled = lowered.compile()
-    except jax.errors.JaxRuntimeError as error:
-        advice = memory_advice(str(error), config)
-        if advice is None:
-            raise
-        raise DoesNotFitError(advice) from None
     return lowered, compiled, time.perf_counter() - start
 
 

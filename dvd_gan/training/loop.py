@@ -27,7 +27,7 @@ from dvd_gan.training import sampling, standing_stats
 from dvd_gan.training.checkpointing import Checkpointer, from_items, save_config
 from dvd_gan.training.generator_evaluation import evaluate_generator, video_sampler
 from dvd_gan.training.state import TrainState, abstract_state, init_state_on_mesh, state_shardings
-from dvd_gan.training.step import DoesNotFitError, jit_train_step, memory_advice
+from dvd_gan.training.step import jit_train_step, out_of_memory_explained
 
 
 class PreemptionFlag:
@@ -218,13 +218,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             batch = sharding.global_batch(
                 {k: np.stack([b[k] for b in local]) for k in local[0]}, batch_sharding
             )
-            try:
+            with out_of_memory_explained(config):
                 state, metrics = train_step(state, batch)
-            except jax.errors.JaxRuntimeError as error:
-                advice = memory_advice(str(error), config)
-                if advice is None:
-                    raise
-                raise DoesNotFitError(advice) from None
             step += 1
             history.append((step, metrics))
             for hook in hooks:

@@ -7,6 +7,7 @@ traces once. Random keys are `fold_in(base, step)`, split per update, so a step 
 function of (state, batch).
 """
 
+import contextlib
 import math
 import re
 
@@ -303,6 +304,19 @@ def memory_advice(error_text: str, config: ml_collections.ConfigDict) -> str | N
         f"of {config.batch_size // suggested}), --config.model.remat=full, or "
         f"--config.model.dtype=bfloat16 (docs/scaling.md)."
     )
+
+
+@contextlib.contextmanager
+def out_of_memory_explained(config: ml_collections.ConfigDict):
+    """Turns XLA's out-of-memory error inside the block (compiling or running the train
+    step) into a DoesNotFitError saying which settings fit (`memory_advice`)."""
+    try:
+        yield
+    except jax.errors.JaxRuntimeError as error:
+        advice = memory_advice(str(error), config)
+        if advice is None:
+            raise
+        raise DoesNotFitError(advice) from None
 
 
 def check_accumulation(config: ml_collections.ConfigDict, mesh: Mesh):
