@@ -84,9 +84,6 @@ def check_arguments(metrics):
         fatal("--real is required for fvd, kvd and fid.")
     if _FAKE.value.startswith("tfds:"):
         fatal("--fake must be an .npz or a folder; a tfds: source is for --real.")
-    for spec in (_REAL.value, _FAKE.value):
-        if spec and not spec.startswith("tfds:") and not os.path.exists(spec):
-            fatal(f"{spec} does not exist: pass an .npz, a folder of videos or tfds:NAME:SPLIT.")
 
 
 def main(argv):
@@ -110,6 +107,8 @@ def main(argv):
     if _C3D_WEIGHTS.value and not os.path.exists(_C3D_WEIGHTS.value):
         fatal(f"--c3d_weights={_C3D_WEIGHTS.value} does not exist.")
     quiet_library_logs()
+    # Sources are opened (and a bad one refused) before I3D's weights load and compile.
+    sources = None if _WORKDIR.value else open_sources()
     from dvd_gan.evaluation.c3d import C3DLogits
     from dvd_gan.evaluation.features import I3DFeatures
 
@@ -120,16 +119,26 @@ def main(argv):
     if _WORKDIR.value:
         result = evaluate_workdir(metrics, extractor, c3d)
     else:
-        result = evaluate_sources(protocol, metrics, extractor, c3d)
+        result = evaluate_sources(sources, protocol, metrics, extractor, c3d)
     print(json.dumps(result))
 
 
-def evaluate_sources(protocol, metrics, extractor, c3d) -> dict:
-    from dvd_gan.evaluation import scoring, video_sources
+def open_sources() -> tuple:
+    """(real or None, fake) from --real and --fake; a bad source ends in one FATAL line."""
+    from dvd_gan.evaluation import video_sources
 
     try:
-        fake = video_sources.open_source(_FAKE.value)
         real = video_sources.open_source(_REAL.value, _DATA_DIR.value) if _REAL.value else None
+        return real, video_sources.open_source(_FAKE.value)
+    except video_sources.SourceError as e:
+        fatal(str(e))
+
+
+def evaluate_sources(sources, protocol, metrics, extractor, c3d) -> dict:
+    from dvd_gan.evaluation import scoring, video_sources
+
+    real, fake = sources
+    try:
         scorer = scoring.SourceScorer(
             real,
             fake,
@@ -150,7 +159,7 @@ def evaluate_workdir(metrics, extractor, c3d) -> dict:
     from clu import metric_writers
     from etils import epath
 
-    from dvd_gan.evaluation import scoring
+    from dvd_gan.evaluation import protocols, scoring
     from dvd_gan.training import standing_stats
     from dvd_gan.training.checkpointing import restore_generator
     from dvd_gan.training.generator_evaluation import evaluate_generator, video_sampler
@@ -168,7 +177,7 @@ def evaluate_workdir(metrics, extractor, c3d) -> dict:
             ema_params,
             g_vars,
             metrics=metrics,
-            num_videos=_NUM_VIDEOS.value or 2048,
+            num_videos=_NUM_VIDEOS.value or protocols.DEFAULT_GENERATED_VIDEOS,
             split=_SPLIT.value or config.data.eval_split,
             extractor=extractor,
             c3d=c3d,
