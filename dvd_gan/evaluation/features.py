@@ -79,7 +79,7 @@ def i3d_protocol(num_frames: int, i3d_resize: str = "tf1_bilinear") -> dict:
 
 class I3DFeatures:
     """Callable: uint8 videos [N, T, H, W, 3] -> {'logits': [N, 400], 'pool': [N, 1024]},
-    each batch split over every device of every process (see batches.DataParallel).
+    each batch split over every device of every process (see data_parallel.DataParallel).
     `i3d_resize` picks the resize to 224 (see protocols.I3D_RESIZES)."""
 
     def __init__(self, batch_size: int = 16, i3d_resize: str = "tf1_bilinear"):
@@ -91,10 +91,9 @@ class I3DFeatures:
             return {"logits": logits, "pool": pool}
 
         self.i3d_resize = i3d_resize
-        self.weights_path = i3d.weights_path()
         self._features = DataParallel(features, batch_size)
         self.batch_size = self._features.batch_size
-        self.variables = self._features.place(i3d.load_variables(self.weights_path))
+        self.variables = self._features.place(i3d.load_variables())
 
     def __call__(self, videos: np.ndarray, description: str | None = "I3D features") -> dict:
         return self._features((self.variables,), (videos,), description)

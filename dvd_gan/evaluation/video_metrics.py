@@ -96,29 +96,24 @@ def compute(
     fake: np.ndarray,
     metrics: tuple[str, ...],
     extractor: "features_lib.I3DFeatures | None",
-    real: "dict | np.ndarray | None" = None,
+    real: dict | None = None,
     c3d=None,
     protocol: dict | None = None,
     real_videos: np.ndarray | None = None,
 ) -> dict:
-    """Metrics of uint8 videos `fake` [N, T, H, W, 3] against `real` (cached I3D features
-    {'logits', 'pool'}, or videos), as one JSON-ready dict: each metric, its spread where it
-    has one, and under 'protocol' everything the number depends on (`protocol` adds split,
-    stride, ...). The pixel statistics (`diversity`, `motion`) come with `<name>_real`, the
-    same of `real_videos` (or of `real` when it is videos)."""
+    """Metrics of uint8 videos `fake` [N, T, H, W, 3] against `real` (I3D features
+    {'logits', 'pool'} of the real clips), as one JSON-ready dict: each metric, its spread
+    where it has one, and under 'protocol' everything the number depends on (`protocol`
+    adds split, stride, ...). The pixel statistics (`diversity`, `motion`) come with
+    `<name>_real`, the same of `real_videos`."""
     n, t, h, w, _ = fake.shape
     base = {"num_videos": n, "frames": t, "resolution": [h, w], "repeats": 1, **(protocol or {})}
     result, protocols = {}, {}
     if set(I3D_METRICS) & set(metrics):
         fake_features = extractor(fake, "I3D features, generated")
-        real_features = real
-        if isinstance(real, np.ndarray):
-            real_features = extractor(real, "I3D features, real")
-        result.update(feature_metrics(metrics, fake_features, real_features))
-        real_count = len(real_features["logits"]) if real_features is not None else 0
+        result.update(feature_metrics(metrics, fake_features, real))
+        real_count = len(real["logits"]) if real is not None else 0
         protocols.update(metric_protocols(metrics, base, extractor.i3d_resize, real_count))
-    if real_videos is None and isinstance(real, np.ndarray):
-        real_videos = real
     values, video_protocols = video_metrics(fake, metrics, base, real_videos, c3d)
     result.update(values)
     protocols.update(video_protocols)
