@@ -75,6 +75,8 @@ class SourceScorer:
         num_frames = video_sources.clip_length(fake, protocol)
         self.protocol = dataclasses.replace(protocol, num_frames=num_frames)
         self.keep_videos = bool(set(PIXEL_METRICS) & set(metrics))
+        # Each side's clips per seed, or once (key None) where they do not depend on it.
+        self._fake_runs, self._real_runs = {}, {}
 
     def _clips(self, source, side: str, seed: int, num_videos, skipped):
         return video_sources.iterate_clips(
@@ -124,19 +126,22 @@ class SourceScorer:
             arrays = features_lib.cached_features(path, key, compute)
         return arrays, json.loads(str(arrays["skipped"]))
 
-    def run(self, seed: int, fake_cache: dict) -> dict:
-        """One run's result (see `combine_runs`), every random choice from `seed`; fake
-        clips are reused from `fake_cache` when they do not depend on the seed."""
+    def run(self, seed: int) -> dict:
+        """One run's result (see `combine_runs`), every random choice from `seed`; a side's
+        clips that do not depend on the seed are taken and scored once per scorer."""
         fake_key = seed if self.protocol.seeded("fake") else None
-        if fake_key not in fake_cache:
-            fake_cache[fake_key] = self._fake(seed)
-        fake, fake_skipped = fake_cache[fake_key]
+        if fake_key not in self._fake_runs:
+            self._fake_runs[fake_key] = self._fake(seed)
+        fake, fake_skipped = self._fake_runs[fake_key]
         count = len(next(iter(fake.values())))
         protocol = dataclasses.replace(self.protocol, num_videos=count)
         record = protocols_lib.describe(self.protocol_name, protocol, i3d.weights_path())
         real, real_skipped = {}, []
         if self.real is not None:
-            real, real_skipped = self._real(seed, count, record["fingerprint"])
+            real_key = (seed if self.protocol.seeded("real") else None, count)
+            if real_key not in self._real_runs:
+                self._real_runs[real_key] = self._real(seed, count, record["fingerprint"])
+            real, real_skipped = self._real_runs[real_key]
         real_count = len(real["logits"] if "logits" in real else real.get("videos", ()))
         base = {**record, "frames": protocol.num_frames, "seed": seed, **self.specs}
         result, protocols = {}, {}
@@ -186,5 +191,4 @@ def score(scorer: SourceScorer, seed: int = 0, num_runs: int = 1) -> dict:
     """`scorer`'s runs with seeds seed .. seed + num_runs - 1, combined (`combine_runs`)."""
     if num_runs < 1:
         raise ValueError(f"num_runs must be >= 1; got {num_runs}.")
-    fake_cache = {}
-    return combine_runs([scorer.run(seed + i, fake_cache) for i in range(num_runs)], seed)
+    return combine_runs([scorer.run(seed + i) for i in range(num_runs)], seed)
