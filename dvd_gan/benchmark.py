@@ -25,7 +25,12 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from dvd_gan.command_line import define_cpu_convolutions_flag, fatal, parse_flags
+from dvd_gan.command_line import (
+    apply_cpu_convolutions,
+    define_cpu_convolutions_flag,
+    fatal,
+    parse_flags,
+)
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, path[:variant].")
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps (after 2 warm-up steps).")
@@ -46,12 +51,10 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     from dvd_gan import cost, models, sharding
-    from dvd_gan.compiler import set_cpu_convolutions
     from dvd_gan.training.step import DoesNotFitError
 
-    set_cpu_convolutions(_CPU_CONVOLUTIONS.value)
-
     config = _CONFIG.value
+    apply_cpu_convolutions(_CPU_CONVOLUTIONS.value, config)
     devices = cost.topology_devices(_TOPOLOGY.value) if _TOPOLOGY.value else jax.devices()
     kind = devices[0].device_kind
     config.model.dtype = models.resolve_dtype(config.model.dtype, devices[0].platform)

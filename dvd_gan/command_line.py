@@ -58,6 +58,25 @@ def define_cpu_convolutions_flag():
     )
 
 
+def apply_cpu_convolutions(flag_value: str, config):
+    """Sets this process's CPU convolution kernels from `--cpu_convolutions`, or from a
+    config file written before the flag existed (its `model.cpu_convolutions`, deprecated,
+    then removed from the config)."""
+    from dvd_gan.compiler import set_cpu_convolutions
+
+    choice = flag_value
+    if "cpu_convolutions" in config.model:
+        choice = config.model.cpu_convolutions
+        with config.unlocked():
+            del config.model["cpu_convolutions"]
+        logging.warning(
+            "config.model.cpu_convolutions is deprecated and will be removed: pass "
+            "--cpu_convolutions=%s instead.",
+            choice,
+        )
+    set_cpu_convolutions(choice)
+
+
 def fatal(message: str):
     """Ends the program with one line on stderr, `FATAL: message`, and exit status 1."""
     sys.exit(f"FATAL: {message}")

@@ -14,7 +14,12 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from dvd_gan.command_line import define_cpu_convolutions_flag, parse_flags, quiet_library_logs
+from dvd_gan.command_line import (
+    apply_cpu_convolutions,
+    define_cpu_convolutions_flag,
+    parse_flags,
+    quiet_library_logs,
+)
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, path[:variant].")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and samples.")
@@ -32,24 +37,13 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     # Imported after flag parsing so that a bad flag fails fast, before JAX and TF load.
     from dvd_gan import sharding
-    from dvd_gan.compiler import set_cpu_convolutions
     from dvd_gan.training import loop
     from dvd_gan.training.checkpointing import CheckpointMismatchError
     from dvd_gan.training.step import DoesNotFitError
 
     quiet_library_logs()
     config = _CONFIG.value
-    cpu_convolutions = _CPU_CONVOLUTIONS.value
-    if "cpu_convolutions" in config.model:  # a config file written before the flag existed
-        cpu_convolutions = config.model.cpu_convolutions
-        with config.unlocked():
-            del config.model["cpu_convolutions"]
-        logging.warning(
-            "config.model.cpu_convolutions is deprecated and will be removed: pass "
-            "--cpu_convolutions=%s instead.",
-            cpu_convolutions,
-        )
-    set_cpu_convolutions(cpu_convolutions)
+    apply_cpu_convolutions(_CPU_CONVOLUTIONS.value, config)
     sharding.initialize_distributed(
         _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _FROM_ENVIRONMENT.value
     )

@@ -13,12 +13,11 @@ its prediction, the conditioning frames framed in red. The same seed gives the s
 """
 
 import os
-import sys
 
 import numpy as np
 from absl import app, flags, logging
 
-from dvd_gan.command_line import parse_flags, quiet_library_logs, require_workdir
+from dvd_gan.command_line import fatal, parse_flags, quiet_library_logs, require_workdir
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A dvd_gan.main workdir.")
 _OUTPUT = flags.DEFINE_string("output", None, "Output file: .npz, .gif or .mp4.")
@@ -77,9 +76,9 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     extension = os.path.splitext(_OUTPUT.value)[1].lower()
     if extension not in FORMATS:
-        sys.exit(f"FATAL: --output must end in one of {FORMATS}; got {_OUTPUT.value!r}.")
+        fatal(f"--output must end in one of {FORMATS}; got {_OUTPUT.value!r}.")
     if _TRUNCATION.value <= 0:
-        sys.exit("FATAL: --truncation must be positive.")
+        fatal("--truncation must be positive.")
     require_workdir(_WORKDIR.value)
     quiet_library_logs()
     import jax.numpy as jnp
@@ -92,7 +91,7 @@ def main(argv):
     try:
         config, step, ema_params, g_vars = restore_generator(_WORKDIR.value, _STEP.value)
     except FileNotFoundError as e:
-        sys.exit(f"FATAL: {e}")
+        fatal(str(e))
     g_vars = standing_stats.cached(_WORKDIR.value, config, step, ema_params, g_vars)
     n = _NUM_VIDEOS.value
     z, labels = latent_inputs(

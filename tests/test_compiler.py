@@ -64,3 +64,18 @@ def test_the_moved_config_field_names_the_flag(tmp_path):
     )  # fmt: skip
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "--cpu_convolutions" in result.stderr.strip().splitlines()[-1]
+
+
+def test_a_config_file_from_before_the_flag_still_sets_the_kernels():
+    from configs import smoke
+    from dvd_gan.command_line import apply_cpu_convolutions
+
+    config = smoke.get_config()
+    config.model.cpu_convolutions = "ynnpack"
+    config.lock()
+    try:
+        apply_cpu_convolutions("xla", config)
+        assert "cpu_convolutions" not in config.model
+        assert compiler_options(platform="cpu") is None  # ynnpack: nothing to change
+    finally:
+        set_cpu_convolutions("xla")

@@ -16,6 +16,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import app, flags
 
+from dvd_gan.command_line import fatal
 from dvd_gan.data import kinetics
 from dvd_gan.data.pipeline import dataset_fields
 
@@ -60,15 +61,15 @@ def main(argv):
     try:
         dataset_fields(name.split("/")[0])
     except ValueError as e:
-        sys.exit(f"FATAL: {e}")
+        fatal(str(e))
     builder_kwargs = dict(data_dir=_DATA_DIR.value, file_format="array_record")
     is_kinetics = name.startswith("kinetics")
     if is_kinetics:
         if not _MANUAL_DIR.value:
             sys.exit(f"{name} is built from your download: pass --manual_dir.\n{kinetics.__doc__}")
         if not os.path.isdir(_MANUAL_DIR.value) or not os.listdir(_MANUAL_DIR.value):
-            sys.exit(
-                f"FATAL: --manual_dir={_MANUAL_DIR.value} does not exist or is empty: download "
+            fatal(
+                f"--manual_dir={_MANUAL_DIR.value} does not exist or is empty: download "
                 f"the videos and annotations into it (see docs/data.md)."
             )
         builder_kwargs["num_workers"] = _NUM_WORKERS.value
