@@ -10,11 +10,13 @@ import pytest
 from conftest import tiny_config
 
 from dvd_gan import losses, models
+from dvd_gan.models.blocks import DiscriminatorBlock, GeneratorBlock
 from dvd_gan.models.conv_gru import _ConvGRURecurrence
 from dvd_gan.models.layers import (
     SPECTRAL_STATS,
     ConditionalBatchNorm,
     TimeStackedConv,
+    avg_pool,
     conv_general_dilated,
     upsample_2x,
 )
@@ -448,9 +450,11 @@ def test_time_stacked_conv_equals_native_3d_conv():
         ((3, 1, 2, 5), (3, 3, 5, 4)),
         ((2, 2, 3, 3, 5), (3, 3, 3, 5, 4)),  # 3D
         ((2, 4, 4, 5), (3, 3, 5, 4)),  # not smaller than the kernel: XLA's convolution
+        ((2, 6, 5, 5), (1, 1, 5, 4)),  # 1x1: a matmul over channels
+        ((2, 3, 4, 4, 5), (1, 1, 1, 5, 4)),  # 1x1x1
     ],
 )
-def test_small_input_convolution_equals_xla_convolution(input_shape, kernel_shape):
+def test_matmul_convolutions_equal_xla_convolution(input_shape, kernel_shape):
     x = jax.random.normal(KEY, input_shape)
     kernel = jax.random.normal(jax.random.key(1), kernel_shape)
     spatial = "DHW"[-(len(input_shape) - 2) :]
@@ -466,3 +470,74 @@ def test_small_input_convolution_equals_xla_convolution(input_shape, kernel_shap
     xla = jax.value_and_grad(loss, (0, 1))(x, kernel, jax.lax.conv_general_dilated)
     for a, b in zip(jax.tree_util.tree_leaves(ours), jax.tree_util.tree_leaves(xla), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "shape, window",
+    [((2, 8, 6, 3), (2, 2)), ((2, 5, 8, 6, 3), (2, 2, 2)), ((2, 5, 8, 6, 3), (1, 2, 2))],
+)
+def test_average_pooling_equals_flax_valid_pooling(shape, window):
+    """Also where time (5 frames) does not fill the last window: it is dropped."""
+    x = jax.random.normal(KEY, shape)
+
+    def loss(x, pool):
+        return jnp.sum(jnp.sin(pool(x)))
+
+    ours = jax.value_and_grad(loss)(x, lambda x: avg_pool(x, window))
+    flax_pool = jax.value_and_grad(loss)(
+        x, lambda x: flax.linen.avg_pool(x, window, strides=window, padding="VALID")
+    )
+    for a, b in zip(ours, flax_pool, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def _conv(x, params, name):
+    """The block's spectrally-normalised convolution `name`, in plain JAX."""
+    kernel = params[name]["conv"]["kernel"]
+    y = jax.lax.conv_general_dilated(
+        x, kernel, (1,) * (x.ndim - 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+    return y + params[name]["conv"]["bias"]
+
+
+def test_discriminator_block_is_biggans_order():
+    """Pooling the skip before its 1x1 convolution computes BigGAN's Conv1 -> AvgPool2."""
+    block = DiscriminatorBlock(6, downsample=True)
+    x = jax.random.normal(KEY, (2, 8, 8, 3))
+    variables = block.init(KEY, x, False)
+    params = jax.tree_util.tree_map(
+        lambda p: p + 0.1 * jax.random.normal(KEY, p.shape), variables["params"]
+    )
+    # The sigmas this call divides by are the ones it stores.
+    ours, state = block.apply({**variables, "params": params}, x, True, mutable=[SPECTRAL_STATS])
+    normalised = jax.tree_util.tree_map(lambda p: p, params)
+    for name in ("conv1", "conv2", "skip"):
+        sigma = state[SPECTRAL_STATS][name]["sn"]["conv/kernel/sigma"]
+        normalised[name]["conv"]["kernel"] = params[name]["conv"]["kernel"] / sigma
+    h = _conv(jax.nn.relu(_conv(jax.nn.relu(x), normalised, "conv1")), normalised, "conv2")
+    expected = avg_pool(h, (2, 2)) + avg_pool(_conv(x, normalised, "skip"), (2, 2))
+    np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_generator_block_skip_is_biggans_order():
+    """Upsampling the skip after its 1x1 convolution computes BigGAN's Up -> Conv1."""
+    block = GeneratorBlock(5, upsample=True)
+    x = jax.random.normal(KEY, (2, 3, 4, 4, 6))
+    cond = jax.random.normal(KEY, (2, 7))
+    variables = block.init(KEY, x, cond, False)
+    params = jax.tree_util.tree_map(
+        lambda p: p + 0.1 * jax.random.normal(KEY, p.shape), variables["params"]
+    )
+    params["conv1"]["conv"]["kernel"] *= 0.0
+    params["conv2"]["conv"]["kernel"] *= 0.0
+    ours, state = block.apply(
+        {**variables, "params": params}, x, cond, True, mutable=[SPECTRAL_STATS, "batch_stats"]
+    )
+    sigma = state[SPECTRAL_STATS]["skip"]["sn"]["conv/kernel/sigma"]
+    skip = {"skip": {"conv": {**params["skip"]["conv"]}}}
+    skip["skip"]["conv"]["kernel"] = params["skip"]["conv"]["kernel"] / sigma
+    frames = x.reshape(6, 4, 4, 6)
+    expected = (
+        _conv(upsample_2x(frames, "bilinear"), skip, "skip") + (params["conv2"]["conv"]["bias"])
+    )
+    np.testing.assert_allclose(ours.reshape(expected.shape), expected, rtol=1e-4, atol=1e-5)

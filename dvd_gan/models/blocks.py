@@ -17,7 +17,8 @@ from dvd_gan.models.layers import (
 
 
 class GeneratorBlock(nn.Module):
-    """`CBN -> ReLU -> Up -> Conv3 -> CBN -> ReLU -> Conv3`, skip `Up -> Conv1`.
+    """`CBN -> ReLU -> Up -> Conv3 -> CBN -> ReLU -> Conv3`, skip `Conv1 -> Up` (the same
+    as BigGAN's `Up -> Conv1`).
 
     Applied to every frame independently (time folded into batch), with BatchNorm statistics
     per time step. x: [B, T, H, W, Cin], cond: [B, D] -> [B, T, sH, sW, features], s = 2 if
@@ -52,14 +53,18 @@ class GeneratorBlock(nn.Module):
         h = unfold_time(h, batch_size)
         h = nn.relu(ConditionalBatchNorm(name="bn2", **cbn)(h, cond, train))
         h = SNConv(self.features, (3, 3), name="conv2", **conv)(fold_time(h), update_stats=train)
-        skip = SNConv(self.features, (1, 1), name="skip", **conv)(
-            up(fold_time(x)), update_stats=train
+        # Conv1 before Up, not after: a 1x1 convolution commutes with the upsampling (which
+        # mixes pixels with weights summing to 1, so the bias passes through too), and at
+        # the lower resolution it is 4x cheaper, and fewer channels are upsampled.
+        skip = up(
+            SNConv(self.features, (1, 1), name="skip", **conv)(fold_time(x), update_stats=train)
         )
         return unfold_time(h + skip, batch_size)
 
 
 class DiscriminatorBlock(nn.Module):
-    """`ReLU -> Conv3 -> ReLU -> Conv3 -> AvgPool2`, skip `Conv1 -> AvgPool2`.
+    """`ReLU -> Conv3 -> ReLU -> Conv3 -> AvgPool2`, skip `AvgPool2 -> Conv1` (the same as
+    `Conv1 -> AvgPool2`).
 
     2D on x [N, H, W, C], or 3D (3x3x3 kernels) on x [N, T, H, W, C] when `time_kernel`;
     a 3D block pools x2 in time too when `pool_time`. The first block of a network has no
@@ -89,7 +94,11 @@ class DiscriminatorBlock(nn.Module):
         h = SNConv(self.features, kernel3, name="conv2", **conv)(
             nn.relu(h), update_stats=update_stats
         )
-        skip = SNConv(self.features, kernel1, name="skip", **conv)(x, update_stats=update_stats)
+        # The skip pools before its Conv1, not after: the two commute (an average of the
+        # convolved pixels is the convolution of their average, bias included), and the
+        # convolution then runs on a quarter (an eighth, pooling time too) of the pixels.
+        skip = avg_pool(x, window) if self.downsample else x
+        skip = SNConv(self.features, kernel1, name="skip", **conv)(skip, update_stats=update_stats)
         if self.downsample:
-            h, skip = avg_pool(h, window), avg_pool(skip, window)
+            h = avg_pool(h, window)
         return h + skip

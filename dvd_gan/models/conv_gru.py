@@ -72,20 +72,20 @@ class _ConvGRURecurrence(nn.Module):
         else:
             batch_size = x.shape[0]
             x_terms = unfold_time(_conv2d(fold_time(x), all_x) + all_bias, batch_size)
-            x_terms = [x_terms[:, t] for t in range(num_steps)]
+            # A split, not T index slices: the gradient of a split is one concatenation,
+            # that of each slice a pad of the whole tensor (T of them, all summed).
+            x_terms = [x_t[:, 0] for x_t in jnp.split(x_terms, num_steps, axis=1)]
 
         activation = CANDIDATE_ACTIVATIONS[self.candidate_activation]
         h = None if h0 is None else cast(h0)
         outputs = []
         for x_term in x_terms:
-            x_gates, x_candidate = x_term[..., : 2 * ch], x_term[..., 2 * ch :]
+            x_gates, x_candidate = jnp.split(x_term, [2 * ch], axis=-1)
             if h is None:  # Zero initial state: every h-term vanishes at the first step.
-                update = jax.nn.sigmoid(x_gates[..., ch:])
+                update = jax.nn.sigmoid(jnp.split(x_gates, 2, axis=-1)[1])
                 h = (1.0 - update) * activation(x_candidate)
             else:
-                gates = x_gates + _conv2d(h, gates_h)
-                reset = jax.nn.sigmoid(gates[..., :ch])
-                update = jax.nn.sigmoid(gates[..., ch:])
+                reset, update = jnp.split(jax.nn.sigmoid(x_gates + _conv2d(h, gates_h)), 2, -1)
                 candidate = activation(x_candidate + _conv2d(reset * h, candidate_h))
                 h = update * h + (1.0 - update) * candidate
             outputs.append(h)

@@ -36,13 +36,15 @@ def conv_general_dilated(
     feature_group_count=1,
     precision=None,
 ):
-    """`jax.lax.conv_general_dilated` for channels-last inputs, except that a stride-1
-    'SAME' convolution of an input smaller than its kernel (a 3x3 kernel over the 2x2 maps
-    at the end of the discriminators) is computed as a matmul of patches and kernel.
+    """`jax.lax.conv_general_dilated` for channels-last inputs, except for two cases
+    computed as matmuls with the same result: a 1x1 convolution, and a stride-1 'SAME'
+    convolution of an input smaller than its kernel (a 3x3 kernel over the 2x2 maps at the
+    end of the discriminators), as a matmul of patches and kernel.
 
-    Why: XLA's CPU backend turns such a convolution around (the input becomes the window)
-    and runs it about 100x slower than the same patches x kernel matmul. The patches of so
-    small an input cost at most kernel-size times the input's memory, on every backend.
+    Why the second: XLA's CPU backend turns such a convolution around (the input becomes
+    the window) and runs it about 100x slower than the same patches x kernel matmul. The
+    patches of so small an input cost at most kernel-size times the input's memory, on
+    every backend.
     lhs: [N, *spatial, Cin], rhs: [*kernel, Cin, Cout] -> [N, *spatial, Cout].
     """
     spatial, kernel = lhs.shape[1:-1], rhs.shape[:-2]
@@ -53,14 +55,19 @@ def conv_general_dilated(
         (ndim - 1, ndim - 2, *range(ndim - 2)),
         (0, ndim - 1, *range(1, ndim - 1)),
     )
-    if (
+    plain = (
         channels_last
-        and padding == "SAME"
         and all(s == 1 for s in window_strides)
         and all(d == 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
         and feature_group_count == 1
-        and any(s < k for s, k in zip(spatial, kernel, strict=True))
-    ):
+    )
+    if plain and all(k == 1 for k in kernel) and padding in ("SAME", "VALID"):
+        # A 1x1 convolution is a matmul over channels. Written as one, its weight gradient
+        # is the matmul x^T g; as a convolution XLA transposes the activations into a
+        # batch-as-features layout first, which on the CPU costs several times the
+        # arithmetic at the discriminators' and generator's full resolutions.
+        return jnp.dot(lhs, rhs.reshape(rhs.shape[-2:]), precision=precision)
+    if plain and padding == "SAME" and any(s < k for s, k in zip(spatial, kernel, strict=True)):
         pads = [(0, 0), *(((k - 1) // 2, k - 1 - (k - 1) // 2) for k in kernel), (0, 0)]
         padded = jnp.pad(lhs, pads)
         patches = [
@@ -288,40 +295,60 @@ class FrameBatchNorm(nn.Module):
         return x * scale.astype(x.dtype) + offset.astype(x.dtype)
 
 
-def bilinear_2x_matrix(n: int) -> np.ndarray:
-    """[2n, n] weights of x2 bilinear upsampling with half-pixel centres, edges clamped:
-    output 2i mixes inputs (i - 1, i) as (0.25, 0.75), output 2i + 1 mixes (i, i + 1)."""
-    matrix = np.zeros((2 * n, n), np.float32)
-    for i in range(n):
-        matrix[2 * i, max(i - 1, 0)] += 0.25
-        matrix[2 * i, i] += 0.75
-        matrix[2 * i + 1, i] += 0.75
-        matrix[2 * i + 1, min(i + 1, n - 1)] += 0.25
-    return matrix
+def _bilinear_2x_along(x, axis: int):
+    """x2 bilinear upsampling of one axis, half-pixel centres, edges clamped: output 2i is
+    0.25 x[i - 1] + 0.75 x[i], output 2i + 1 is 0.75 x[i] + 0.25 x[i + 1]; the even and odd
+    outputs are interleaved by a stack and a reshape."""
+    n = x.shape[axis]
+    previous = jnp.concatenate(
+        [jax.lax.slice_in_dim(x, 0, 1, axis=axis), jax.lax.slice_in_dim(x, 0, n - 1, axis=axis)],
+        axis,
+    )
+    following = jnp.concatenate(
+        [jax.lax.slice_in_dim(x, 1, n, axis=axis), jax.lax.slice_in_dim(x, n - 1, n, axis=axis)],
+        axis,
+    )
+    even = 0.75 * x + 0.25 * previous
+    odd = 0.75 * x + 0.25 * following
+    shape = list(x.shape)
+    shape[axis] = 2 * n
+    return jnp.stack([even, odd], axis=axis + 1).reshape(shape)
 
 
 def upsample_2x(x, method: str):
     """x2 spatial upsampling of x [N, H, W, C] -> [N, 2H, 2W, C].
 
     'bilinear' equals `jax.image.resize(..., 'bilinear')` (half-pixel centres), computed as
-    two small matrix products with fixed interpolation weights. Of the forms measured on
-    the CPU this is the fastest with its gradient: shifted sums of slices ran 4x slower
-    backward, index gathers 6x (their gradients are pads and scatter-adds).
+    shifted sums of each axis interleaved by a reshape. Why not an interpolation matrix
+    per axis: XLA lays such a product out with two transposes of the activations around
+    each matrix product, and on the CPU those copies cost more than the arithmetic; this
+    form is elementwise and fuses into one loop.
     """
     if method == "nearest":
         return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
     if method == "bilinear":
-        rows = jnp.asarray(bilinear_2x_matrix(x.shape[1]), x.dtype)
-        columns = jnp.asarray(bilinear_2x_matrix(x.shape[2]), x.dtype)
-        x = jnp.einsum("ph,nhwc->npwc", rows, x)
-        return jnp.einsum("qw,nhwc->nhqc", columns, x)
+        return _bilinear_2x_along(_bilinear_2x_along(x, 1), 2)
     raise ValueError(f"Unknown upsampling method {method!r}; use 'bilinear' or 'nearest'.")
 
 
 def avg_pool(x, window: Sequence[int]):
-    """Non-overlapping average pooling over the spatial (and time) axes given by `window`."""
+    """Non-overlapping average pooling over the spatial (and time) axes given by `window`:
+    x [N, *dims, C] -> [N, *(dims // window), C], as `nn.avg_pool(..., padding='VALID')`.
+
+    A reshape and a mean rather than `nn.avg_pool`: XLA's reduce-window has a slow
+    gradient on the CPU when it pools time too (a padded reduce-window over the whole
+    input), while the mean's gradient is a broadcast on every backend.
+    """
     window = tuple(window)
-    return nn.avg_pool(x, window, strides=window, padding="VALID")
+    dims = x.shape[1:-1]
+    # 'VALID' pooling: a remainder that does not fill a window (an odd frame count
+    # pooled in time) is dropped.
+    x = x[(slice(None), *(slice(0, d - d % k) for d, k in zip(dims, window, strict=True)))]
+    split = [x.shape[0]]
+    for d, k in zip(dims, window, strict=True):
+        split += [d // k, k]
+    split.append(x.shape[-1])
+    return jnp.mean(x.reshape(split), axis=tuple(2 + 2 * i for i in range(len(window))))
 
 
 def fold_time(x):
