@@ -14,9 +14,9 @@ peak where known, else null), `mfu_vs_matmul`,
 `peak_memory_bytes` (per device, from the compiled executable), `params` (G, D_S, D_T).
 --compile_only and --topology skip running: the compiler's FLOPs and memory only.
 --profile_dir=DIR also profiles one step: the trace in DIR, and `ops` (op executions),
-`top_ops` ([op kind, ms, share of the summed op time]), `convolution_flops_per_s` (the
-convolution ops' FLOPs over their own summed time: a ceiling for the whole step) and
-`convolution_share` (of the op time) in the JSON.
+`top_ops` ([op kind, ms, share of the step's wall time, each moment given to one op:
+`cost.exclusive_op_times`]), `convolution_flops_per_s` (the convolution ops' FLOPs over
+their time: a ceiling for the whole step) and `convolution_share` (of the step) in the JSON.
 """
 
 import json

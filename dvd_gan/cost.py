@@ -170,15 +170,54 @@ def convolution_flops(hlo_text: str) -> dict[str, float]:
     return flops
 
 
+_NOT_OPS = ("ThunkExecutor", "SlinkyThreadPool", "ThreadpoolListener")
+_ASYNC_END = "end: "
+
+
+def exclusive_op_times(events) -> tuple[collections.Counter, int]:
+    """Wall time of each op, each nanosecond given to one op: `events` are (start_ns,
+    end_ns, name) of one device's op lines (on the CPU, every XLA worker thread's).
+
+    XLA:CPU starts a convolution as an asynchronous task whose work runs on the thread
+    pool without events of its own, and marks its completion with an event named
+    'end: NAME'; such an op spans from its start to that event. Where spans overlap
+    (concurrent ops, an op waiting on another) the time goes to the op started last, so
+    the times add up to the wall-clock span of the events; time with no op in flight is
+    counted under 'idle'. Returns ({op name: ns}, number of op executions).
+    """
+    completions = collections.defaultdict(list)
+    for _, end, name in events:
+        if name.startswith(_ASYNC_END):
+            completions[name[len(_ASYNC_END) :]].append(end)
+    spans = []
+    for start, end, name in events:
+        if name.startswith(_ASYNC_END) or name.startswith(_NOT_OPS):
+            continue
+        later = [t for t in completions.get(name, ()) if t >= start]
+        spans.append((start, max(end, min(later)) if later else end, name))
+    spans.sort()
+    times = collections.Counter()
+    edges = sorted({t for start, end, _ in spans for t in (start, end)})
+    active, next_span = [], 0
+    for left, right in zip(edges[:-1], edges[1:], strict=True):
+        while next_span < len(spans) and spans[next_span][0] <= left:
+            active.append(spans[next_span])
+            next_span += 1
+        active = [span for span in active if span[1] > left]
+        times[max(active)[2] if active else "idle"] += right - left
+    return times, len(spans)
+
+
 def profile_step(config: ml_collections.ConfigDict, mesh: Mesh, trace_dir: str, top: int = 15):
     """Profiles one train step (after a warm-up one) with `jax.profiler`: the trace goes to
-    `trace_dir` (TensorBoard's profile plugin or Perfetto open it), and the time of every
-    executed XLA op is summed by op kind (its name without the `.N` suffix).
+    `trace_dir` (TensorBoard's profile plugin or Perfetto open it), and the step's wall
+    time is split among its ops (`exclusive_op_times`) and summed by op kind (the name
+    without its `.N` suffix).
 
     Returns {"ops": number of op executions, "top_ops": [[kind, ms, share], ...],
-    "convolution_flops_per_s": the FLOPs of the step's (unfused) convolution ops over the
-    sum of their own times, "convolution_share": their share of all op time}. The rate of
-    its convolutions alone bounds what a step made of them can reach.
+    "convolution_flops_per_s": the FLOPs of the step's (unfused) convolution ops over
+    their time, "convolution_share": their share of the step}. The rate of its
+    convolutions alone bounds what a step made of them can reach.
     """
     step = jit_train_step(config, mesh, trace_ops=True)
     state, batch = _synthetic_inputs(config, mesh)
@@ -194,7 +233,7 @@ def profile_step(config: ml_collections.ConfigDict, mesh: Mesh, trace_dir: str, 
     )
     profile = jax.profiler.ProfileData.from_file(str(traces[-1]))
     on_cpu = mesh.devices.flat[0].platform == "cpu"
-    totals, count, conv_ns, conv_flops_run = collections.Counter(), 0, 0, 0.0
+    events = []
     for plane in profile.planes:
         for line in plane.lines:
             # XLA:CPU records ops on its Eigen worker threads; GPUs and TPUs on an
@@ -203,18 +242,14 @@ def profile_step(config: ml_collections.ConfigDict, mesh: Mesh, trace_dir: str, 
                 continue
             if not on_cpu and not (plane.name.startswith("/device:") and line.name == "XLA Ops"):
                 continue
-            end = -1  # of the last op counted: events inside it (waits, rendezvous) are its own
-            for event in sorted(line.events, key=lambda e: e.start_ns):
-                if event.start_ns < end or event.name.startswith(
-                    ("ThunkExecutor", "SlinkyThreadPool")
-                ):
-                    continue
-                end = event.end_ns
-                totals[re.sub(r"\.\d+$", "", event.name)] += event.duration_ns
-                count += 1
-                if event.name in conv_flops:
-                    conv_ns += event.duration_ns
-                    conv_flops_run += conv_flops[event.name]
+            events.extend((e.start_ns, e.end_ns, e.name) for e in line.events)
+    times, count = exclusive_op_times(events)
+    totals = collections.Counter()
+    for name, ns in times.items():
+        totals[re.sub(r"\.\d+$", "", name)] += ns
+    conv_ns = sum(ns for name, ns in times.items() if name in conv_flops)
+    executed = {name for _, _, name in events}
+    conv_flops_run = sum(flops for name, flops in conv_flops.items() if name in executed)
     total = sum(totals.values()) or 1
     top_ops = [
         [name, round(ns / 1e6, 3), round(ns / total, 4)] for name, ns in totals.most_common(top)

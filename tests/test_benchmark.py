@@ -66,6 +66,20 @@ def test_profile_sums_the_time_of_each_op_kind(measured_report, profile_dir):
     )
 
 
+def test_op_times_follow_asynchronous_convolutions_to_their_end():
+    """XLA:CPU's convolution event marks its start; its work runs until 'end: NAME'."""
+    events = [
+        (0, 1, "conv_general_dilated.1"),
+        (0, 100, "ThunkExecutor::Execute"),  # the executor, not an op
+        (10, 30, "fusion.2"),  # runs while the convolution is in flight
+        (45, 50, "end: conv_general_dilated.1"),
+        (60, 70, "fusion.3"),
+    ]
+    times, count = cost.exclusive_op_times(events)
+    assert count == 3
+    assert times == {"conv_general_dilated.1": 30, "fusion.2": 20, "idle": 10, "fusion.3": 10}
+
+
 def test_convolution_flops_from_hlo_text():
     x = jnp.zeros((2, 8, 8, 3))
     kernel = jnp.zeros((3, 3, 3, 5))

@@ -69,6 +69,12 @@ def test_accelerator_benchmark_names_its_benchmarks(tmp_path):
     assert "Unknown benchmark 12x64x; use 12x64, 48x128, sample or profile." in result.stderr
 
 
+def test_cpu_benchmark_names_its_settings(tmp_path):
+    result = _launch("cpu_benchmark.sh", str(tmp_path), "smoke", "w8b3")
+    assert result.returncode == 2 and not list(tmp_path.iterdir())  # checked before any run
+    assert "Unknown setting w8b3; use smoke, main, w8b2, w8b8, w16b2 or w16b8." in result.stderr
+
+
 def test_eval_curve_evaluates_start_middle_end_and_plots(smoke_workdir, tmp_path):
     workdir = tmp_path / "run"
     shutil.copytree(smoke_workdir, workdir)
