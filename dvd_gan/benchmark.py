@@ -57,7 +57,7 @@ def main(argv):
     apply_cpu_convolutions(_CPU_CONVOLUTIONS.value, config)
     devices = cost.topology_devices(_TOPOLOGY.value) if _TOPOLOGY.value else jax.devices()
     kind = devices[0].device_kind
-    config.model.dtype = models.resolve_dtype(config.model.dtype, devices[0].platform)
+    models.resolve_platform_settings(config.model, devices[0].platform)
     report = {
         "config": config_flags.get_config_filename(flags.FLAGS["config"]),
         "overrides": config_flags.get_override_values(flags.FLAGS["config"]),

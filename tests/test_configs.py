@@ -117,6 +117,8 @@ def test_paper_configs_as_they_stand_are_what_the_cost_table_says_fits():
         assert models.resolve_dtype(config.model.dtype, "tpu") == "bfloat16", name
         assert models.resolve_dtype(config.model.dtype, "gpu") == "bfloat16", name
         assert models.resolve_dtype(config.model.dtype, "cpu") == "float32", name
+        models.resolve_platform_settings(config.model, "tpu")  # as an AOT compile does
+        assert (config.model.dtype, config.model.conv3d_impl) == ("bfloat16", "native"), name
         key = name.replace("kinetics600 ", "kinetics600:")
         if name == "ucf101":
             assert key not in table

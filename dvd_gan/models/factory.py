@@ -7,6 +7,7 @@ import ml_collections
 from dvd_gan.models.architecture import discriminator_multipliers, generator_multipliers
 from dvd_gan.models.discriminators import SpatialDiscriminator, TemporalDiscriminator
 from dvd_gan.models.generator import Generator
+from dvd_gan.models.layers import resolve_conv3d_impl
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -21,6 +22,14 @@ def resolve_dtype(name: str, platform: str | None = None) -> str:
     if name not in DTYPES:
         raise ValueError(f"model.dtype={name!r}; use 'auto' or one of {sorted(DTYPES)}.")
     return name
+
+
+def resolve_platform_settings(model_config: ml_collections.ConfigDict, platform: str):
+    """Fixes the settings that 'auto' leaves to the platform (`model.dtype`,
+    `model.conv3d_impl`) for the devices a run or an ahead-of-time compile targets, which
+    need not be this host's: a TPU program compiled on a CPU host gets the TPU's choices."""
+    model_config.dtype = resolve_dtype(model_config.dtype, platform)
+    model_config.conv3d_impl = resolve_conv3d_impl(model_config.conv3d_impl, platform)
 
 
 def build(model_config: ml_collections.ConfigDict):

@@ -129,14 +129,16 @@ class TimeStackedConv(nn.Module):
         return y.reshape(n, t, h, w, self.features)
 
 
-def use_stacked_conv3d(implementation: str) -> bool:
+def resolve_conv3d_impl(implementation: str, platform: str | None = None) -> str:
+    """'stacked' or 'native' for `model.conv3d_impl` on `platform` (default: JAX's default
+    backend): 'auto' stacks time on the CPU only."""
     if implementation not in CONV3D_IMPLEMENTATIONS:
         raise ValueError(
             f"Unknown conv3d_impl {implementation!r}; use one of {CONV3D_IMPLEMENTATIONS}."
         )
-    return implementation == "stacked" or (
-        implementation == "auto" and jax.default_backend() == "cpu"
-    )
+    if implementation == "auto":
+        return "stacked" if (platform or jax.default_backend()) == "cpu" else "native"
+    return implementation
 
 
 class SNConv(nn.Module):
@@ -157,7 +159,8 @@ class SNConv(nn.Module):
     def __call__(self, x, update_stats: bool):
         kernel_size = tuple(self.kernel_size)
         common = dict(use_bias=self.use_bias, dtype=self.dtype, name="conv")
-        if len(kernel_size) == 3 and kernel_size[0] > 1 and use_stacked_conv3d(self.conv3d_impl):
+        stacked = resolve_conv3d_impl(self.conv3d_impl) == "stacked"
+        if len(kernel_size) == 3 and kernel_size[0] > 1 and stacked:
             conv = TimeStackedConv(self.features, kernel_size, **common)
         else:
             conv = nn.Conv(

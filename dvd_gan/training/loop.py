@@ -58,8 +58,8 @@ def check_finite(history: list[tuple[int, dict]]):
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
     workdir = epath.Path(workdir)
     is_chief = jax.process_index() == 0
-    # The workdir records the dtype the run computes in, not 'auto'.
-    config.model.dtype = models.resolve_dtype(config.model.dtype, jax.devices()[0].platform)
+    # The workdir records the dtype and 3D convolution the run uses, not 'auto'.
+    models.resolve_platform_settings(config.model, jax.devices()[0].platform)
     if is_chief:
         workdir.mkdir(parents=True, exist_ok=True)
         save_config(config, workdir)
