@@ -62,7 +62,7 @@ def compile_step(config: ml_collections.ConfigDict, mesh: Mesh):
     """(lowered, compiled executable, seconds to lower and compile) of the train step."""
     start = time.perf_counter()
     lowered = jit_train_step(config, mesh).lower(*abstract_inputs(config, mesh))
-    with out_of_memory_explained(config):
+    with out_of_memory_explained(config, mesh.shape[sharding.DATA_AXIS]):
         compiled = lowered.compile()
     return lowered, compiled, time.perf_counter() - start
 

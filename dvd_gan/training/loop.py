@@ -218,7 +218,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             batch = sharding.global_batch(
                 {k: np.stack([b[k] for b in local]) for k in local[0]}, batch_sharding
             )
-            with out_of_memory_explained(config):
+            with out_of_memory_explained(config, mesh.shape[sharding.DATA_AXIS]):
                 state, metrics = train_step(state, batch)
             step += 1
             history.append((step, metrics))
