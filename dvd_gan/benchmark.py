@@ -7,7 +7,8 @@
 
 Keys: `step_time_s` (median over --steps steps after 2 warm-up steps; a step is d_steps D
 updates and one G update), `clips_per_s` (real clips consumed: d_steps x batch / step),
-`compile_s`, `flops_per_step` (XLA's cost analysis, all devices; see cost.step_flops),
+`compile_s`, `program_ops` (StableHLO ops of the lowered step, before XLA's passes),
+`flops_per_step` (XLA's cost analysis, all devices; see cost.step_flops),
 `flops_per_s`, `matmul_flops_per_s` (a 2048^3 matmul per device, 8192^3 on accelerators,
 in the compute dtype, best of 10, measured in this process), `mfu` (against the device's
 peak where known, else null), `mfu_vs_matmul`,
@@ -89,6 +90,7 @@ def main(argv):
         remat=config.model.remat,
         mesh={"data": mesh.shape[sharding.DATA_AXIS], "model": mesh.shape[sharding.MODEL_AXIS]},
         compile_s=round(compile_s, 2),
+        program_ops=cost.program_ops(lowered),
         flops_per_step=flops_per_step,
         peak_memory_bytes=costs["peak_memory_bytes"],
     )

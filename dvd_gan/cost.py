@@ -67,6 +67,12 @@ def compile_step(config: ml_collections.ConfigDict, mesh: Mesh):
     return lowered, compiled, time.perf_counter() - start
 
 
+def program_ops(lowered) -> int:
+    """StableHLO operations in the lowered train step: the size of the program XLA starts
+    from, before its own passes (which is what grows with an unrolled loop)."""
+    return len(re.findall(r"= stablehlo\.", lowered.as_text()))
+
+
 def _flops(analysis) -> float:
     analysis = analysis[0] if isinstance(analysis, list | tuple) else analysis
     return float((analysis or {}).get("flops", 0.0))

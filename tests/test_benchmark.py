@@ -16,7 +16,7 @@ from dvd_gan.compiler import compiler_options
 
 KEYS = {
     "step_time_s", "clips_per_s", "compile_s", "flops_per_step", "flops_per_s",
-    "matmul_flops_per_s", "mfu", "mfu_vs_matmul", "peak_memory_bytes", "params",
+    "matmul_flops_per_s", "mfu", "mfu_vs_matmul", "peak_memory_bytes", "params", "program_ops",
 }  # fmt: skip
 
 
@@ -45,6 +45,7 @@ def test_benchmark_reports_every_key_for_a_measured_run(measured_report):
     report = measured_report
     assert set(report) >= KEYS
     assert report["step_time_s"] > 0 and report["flops_per_step"] > 0
+    assert report["program_ops"] > 1000  # a GAN step of three networks
     assert report["mfu"] is None  # no known peak for a CPU
     assert 0 < report["mfu_vs_matmul"] < 2
     assert report["clips_per_s"] == report["batch_size"] * 2 / report["step_time_s"]
