@@ -59,16 +59,14 @@ def accumulated_gradients(grad_fn, params, batch, steps: int, mesh: Mesh | None 
     the last micro-batch's. With equal micro-batches and a loss that is a mean over rows,
     the averaged gradient is the full batch's.
 
-    With a `mesh`, each micro-batch's rows are constrained to stay split over its data
-    axis inside the scan too, so that no partitioner's choice can gather a micro-batch
-    onto every device."""
+    With a `mesh`, the micro-batches are constrained to keep each one's rows split over
+    its data axis (`micro_batches`), so that no partitioner's choice can gather a
+    micro-batch onto every device."""
     if steps == 1:
         return grad_fn(params, *batch, 0)
 
     def body(total, inputs):
         index, micro = inputs
-        if mesh is not None:
-            micro = jax.lax.with_sharding_constraint(micro, sharding.row_sharding(mesh))
         grads, (metrics, *rest) = grad_fn(params, *micro, index)
         total = jax.tree_util.tree_map(jnp.add, total, (grads, metrics))
         return total, rest
@@ -98,11 +96,14 @@ def make_train_step(config: ml_collections.ConfigDict, mesh: Mesh | None):
     accumulation = config.train.accumulation_steps
     augmentations = augment.parse(config.train.augment)
 
-    def augmented(videos, key):
+    def augmented(videos, key, index):
         """DiffAugment before both discriminators when train.augment names any; its key is
-        folded from the update's, so the other random streams do not depend on it."""
+        folded from the update's, so the other random streams do not depend on it, and
+        with micro-batches from micro-batch `index`'s, so each draws its own."""
         if not augmentations:
             return videos
+        if accumulation > 1:
+            key = jax.random.fold_in(key, index)
         return augment.augment(videos, jax.random.fold_in(key, AUGMENT_STREAM), augmentations)
 
     def sample_z(key, batch_size):
@@ -160,10 +161,7 @@ def make_train_step(config: ml_collections.ConfigDict, mesh: Mesh | None):
             BatchNorm: given the clips, micro-batches change nothing but the order of sums."""
             conditioning = real[:, :num_conditioning] if num_conditioning else None
             fake, g_stats = generate(state.generator, z, labels, conditioning)
-            both = augmented(
-                jnp.concatenate([real, jax.lax.stop_gradient(fake)]),
-                key if accumulation == 1 else jax.random.fold_in(key, index),
-            )
+            both = augmented(jnp.concatenate([real, jax.lax.stop_gradient(fake)]), key, index)
             real = both[: real.shape[0]]
             both_labels = jnp.concatenate([labels, labels])
             both_rows = jnp.concatenate([rows, rows + batch_size])
@@ -238,7 +236,7 @@ def make_train_step(config: ml_collections.ConfigDict, mesh: Mesh | None):
             fake, g_stats = generate(
                 _with_params(state.generator, g_params), z, labels, conditioning
             )
-            fake = augmented(fake, key if accumulation == 1 else jax.random.fold_in(key, index))
+            fake = augmented(fake, key, index)
             # D's spectral-norm statistics are updated by D's own steps only. D_T needs the
             # 'frames' rng too when its input transform is a random crop.
             rngs = {"frames": frames_key}
