@@ -2,6 +2,14 @@
 digits bouncing in a 64x64 frame, made locally; nothing is downloaded), resized to 32x32,
 8 frames, sized to train on a 2-core CPU in under 20 minutes.
 
+Variants, each the paper's mode on data where the right answer is known (one labelled
+digit per clip, `moving_mnist_local/single`; dvd_gan/evaluation/digits.py checks them):
+- `configs/moving_mnist.py` (no variant): the main job, unconditional synthesis;
+- `:conditional`: class-conditional synthesis, 10 classes (G's class-conditional
+  BatchNorm on [z; e(y)], D's projection of the class embedding);
+- `:prediction`: DVD-GAN-FP, G continues the first 2 real frames (two frames carry the
+  digit's velocity) with 6 more.
+
 The architecture, losses, 2 D steps per G step, Adam betas and EMA are the paper's. What
 differs, and why (docs/design.md, section 5):
 - the ConvGRU candidate is tanh, not ReLU: with ReLU the recurrent state of the second
@@ -20,8 +28,12 @@ differs, and why (docs/design.md, section 5):
 
 from configs import default
 
+VARIANTS = ("unconditional", "conditional", "prediction")
 
-def get_config():
+
+def get_config(variant: str = "unconditional"):
+    if variant not in VARIANTS:
+        raise ValueError(f"Unknown moving_mnist variant {variant!r}; choose one of {VARIANTS}.")
     config = default.get_config()
     config.batch_size = 16
     config.data.dataset = "moving_mnist_local"
@@ -52,4 +64,14 @@ def get_config():
     config.train.keep_checkpoints = 8
     config.train.sample_every = 200
     config.train.num_samples = 16
+    if variant != "unconditional":
+        # Fewer steps than the main job: each job stays within 20 minutes on the slower
+        # 2-core machines (docs/benchmarks.md), with the classifier's evaluation after it.
+        config.data.builder_config = "single"
+        config.train.num_steps = 1000
+    if variant == "conditional":
+        config.model.num_classes = 10
+        config.train.num_samples = 20  # two z per class: the grid shows a row per class
+    elif variant == "prediction":
+        config.data.num_conditioning_frames = 2
     return config

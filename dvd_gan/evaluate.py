@@ -14,9 +14,12 @@ recursively), a folder of clip folders of .png/.jpg frames, or (REAL) a prepared
 fvd2048_128f_subsample8f (see dvd_gan/evaluation/protocols.py); the flags override them.
 
 Prints one JSON object on stdout: every metric (`fvd`, `kvd`, `fid`, `is`, `c3d_is`,
-`diversity`, `motion`), with --num_runs > 1 the mean over runs, `<metric>_runs_std` and
-`runs`; `clips` and `skipped` (videos passed over, by name and reason); and under
-`protocol` everything each number depends on, with the protocol's fingerprint. Progress
+`diversity`, `motion`; for runs on one labelled digit per clip the digit classifier's
+`class_accuracy`, `identity_consistency`, `identity_kept`, `position_error` with its
+baselines, see dvd_gan/evaluation/digits.py), with --num_runs > 1 the mean over runs,
+`<metric>_runs_std` and `runs`; `clips` and `skipped` (videos passed over, by name and
+reason); and under `protocol` everything each number depends on, with the protocol's
+fingerprint. Progress
 goes to stderr. With --workdir the result also goes to DIR/eval/step_<step>.json and to
 TensorBoard.
 """
@@ -32,7 +35,11 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "A dvd_gan.main workdir.")
 _REAL = flags.DEFINE_string("real", None, "Real videos: .npz, folder, or tfds:NAME:SPLIT.")
 _FAKE = flags.DEFINE_string("fake", None, "Generated videos: .npz or folder.")
 _METRICS = flags.DEFINE_string(
-    "metrics", "fvd", "Comma-separated: fvd, kvd, fid, is, c3d_is, diversity, motion."
+    "metrics",
+    "fvd",
+    "Comma-separated: fvd, kvd, fid, is, c3d_is, diversity, motion, mass_variation; with "
+    "--workdir of a one-digit Moving-MNIST run also class_accuracy, identity_consistency, "
+    "identity_kept, position_error.",
 )
 _PROTOCOL = flags.DEFINE_string("protocol", "dvd_gan", "Named protocol (with --real/--fake).")
 _NUM_VIDEOS = flags.DEFINE_integer(
@@ -76,8 +83,15 @@ def check_arguments(metrics):
                 f"pass --fake=fake.npz --real=tfds:NAME:SPLIT."
             )
         return
+    from dvd_gan.evaluation.digits import METRICS as DIGIT_METRICS
     from dvd_gan.evaluation.video_metrics import REAL_FEATURE_METRICS
 
+    digit_metrics = [name for name in metrics if name in DIGIT_METRICS]
+    if digit_metrics:
+        fatal(
+            f"{', '.join(digit_metrics)} need the run that made the videos (the classes asked "
+            f"for, the conditioning clips): pass --workdir of a moving_mnist_local/single run."
+        )
     if not _FAKE.value:
         fatal("--fake is required with --real.")
     if not _REAL.value and set(REAL_FEATURE_METRICS) & set(metrics):
@@ -159,14 +173,17 @@ def evaluate_workdir(metrics, extractor, c3d) -> dict:
     from clu import metric_writers
     from etils import epath
 
-    from dvd_gan.evaluation import protocols, scoring
+    from dvd_gan.evaluation import digits, protocols, scoring
     from dvd_gan.training import standing_stats
     from dvd_gan.training.checkpointing import restore_generator
     from dvd_gan.training.generator_evaluation import evaluate_generator, video_sampler
 
     try:
         config, step, ema_params, g_vars = restore_generator(_WORKDIR.value, _STEP.value)
-    except FileNotFoundError as e:
+        digit_metrics = [name for name in metrics if name in digits.METRICS]
+        if digit_metrics:
+            digits.check_metrics(digit_metrics, config)
+    except (FileNotFoundError, ValueError) as e:
         fatal(str(e))
     g_vars = standing_stats.cached(_WORKDIR.value, config, step, ema_params, g_vars)
     config.eval.batch_size = _BATCH_SIZE.value

@@ -5,7 +5,9 @@
         [--conditioning_split=test]   # DVD-GAN-FP: conditioning frames from this split
 
 Outputs by extension: `.npz` holds `videos` (uint8 [N, T, H, W, 3]) and `labels` (int32
-[N]); `.gif` and `.mp4` hold one grid video. With --truncation=s, z ~ N(0, s^2 I).
+[N], the class each video was asked for), and for DVD-GAN-FP runs `real` (the whole real
+clips, uint8 [N, T, H, W, 3]) and `num_conditioning` (C); `.gif` and `.mp4` hold one grid
+video. With --truncation=s, z ~ N(0, s^2 I).
 --interpolate walks linearly in z from one sample to another (same class), N steps.
 For DVD-GAN-FP runs the conditioning frames come from a dataset split; `videos` holds the
 conditioning frames followed by the generated ones, and a grid shows each real clip beside
@@ -49,28 +51,6 @@ def latent_inputs(config, num_videos, seed, truncation, class_id, interpolate):
     return truncation * z, labels
 
 
-def real_clips(config, split: str, num_videos: int) -> np.ndarray:
-    """The first clips of a split (centre crops), uint8 [N, T, H, W, 3]."""
-    from dvd_gan.data.pipeline import ClipPipeline
-
-    pipeline = ClipPipeline(
-        config.data, split, batch_size=num_videos, train=False, output_uint8=True
-    )
-    clips = pipeline.batch(0)["videos"]
-    if len(clips) < num_videos:
-        raise ValueError(f"Split {split!r} has only {len(clips)} clips; ask for fewer videos.")
-    return clips
-
-
-def frame_conditioning(videos: np.ndarray, num_conditioning: int) -> np.ndarray:
-    """Marks the conditioning frames of uint8 [N, T, H, W, 3] with a red border."""
-    marked = videos.copy()
-    conditioning = marked[:, :num_conditioning]  # a view: writes go to `marked`
-    for edge in (np.s_[:, :, :1], np.s_[:, :, -1:], np.s_[:, :, :, :1], np.s_[:, :, :, -1:]):
-        conditioning[edge] = (255, 0, 0)
-    return marked
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -84,6 +64,7 @@ def main(argv):
     import jax.numpy as jnp
 
     from dvd_gan.data.video_io import write_video
+    from dvd_gan.evaluation.features import real_videos
     from dvd_gan.pixels import scale_to_unit_range
     from dvd_gan.training import sampling, standing_stats
     from dvd_gan.training.checkpointing import restore_generator
@@ -100,7 +81,11 @@ def main(argv):
     c = config.model.num_conditioning_frames
     real = None
     if c:
-        real = real_clips(config, _CONDITIONING_SPLIT.value or config.data.eval_split, n)
+        split = _CONDITIONING_SPLIT.value or config.data.eval_split
+        try:
+            real = real_videos(config.data, split, n)
+        except ValueError as e:
+            fatal(str(e))
     sampler = sampling.make_sampler(config)
     chunks = []
     for start in range(0, n, _BATCH_SIZE.value):
@@ -112,11 +97,14 @@ def main(argv):
         videos = np.concatenate([real[:, :c], videos], axis=1)
 
     if extension == ".npz":
-        np.savez_compressed(_OUTPUT.value, videos=videos, labels=np.asarray(labels, np.int32))
+        arrays = {"videos": videos, "labels": np.asarray(labels, np.int32)}
+        if c:  # what really happened after the conditioning frames, to compare with
+            arrays.update(real=real, num_conditioning=np.int32(c))
+        np.savez_compressed(_OUTPUT.value, **arrays)
     else:
         shown = videos
         if c:  # each real clip beside its prediction
-            pairs = np.stack([real, frame_conditioning(videos, c)], axis=1)
+            pairs = np.stack([real, sampling.outline_conditioning(videos, c)], axis=1)
             shown = pairs.reshape((-1,) + videos.shape[1:])
         columns = n if _INTERPOLATE.value else (2 * int(np.ceil(np.sqrt(n))) if c else None)
         grid = sampling.video_grid(sampling.enlarge(shown), columns=columns)

@@ -78,10 +78,7 @@ def mnist_data_dir(tmp_path_factory):
     """moving_mnist_local/small (512 train, 128 test clips) prepared offline, by the
     prepare command, in a data dir of this session."""
     path = str(tmp_path_factory.mktemp("tfds"))
-    result = run_module(
-        "dvd_gan.data.prepare", "--dataset=moving_mnist_local/small", f"--data_dir={path}"
-    )
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    summary = prepare("moving_mnist_local/small", path)
     assert summary["examples"] == {"train": 512, "test": 128}
     assert summary["file_format"] == "array_record"
     return path
@@ -104,3 +101,63 @@ def smoke_workdir(tmp_path_factory, mnist_data_dir):
         f"--config.eval.stats_dir={tmp_path_factory.mktemp('real_stats')}",
     )
     return workdir
+
+
+def prepare(dataset: str, data_dir: str) -> dict:
+    """Prepares `dataset` offline with the prepare command; its summary line."""
+    result = run_module("dvd_gan.data.prepare", f"--dataset={dataset}", f"--data_dir={data_dir}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def single_digit_data_dir(tmp_path_factory):
+    """moving_mnist_local/single_small (one labelled digit per clip; 512 train, 128 test)."""
+    path = str(tmp_path_factory.mktemp("tfds_single"))
+    assert prepare("moving_mnist_local/single_small", path)["examples"] == {
+        "train": 512,
+        "test": 128,
+    }
+    return path
+
+
+def single_digit_run(tmp_path_factory, data_dir: str, name: str, *overrides: str):
+    """A 2-step run of the smoke model on one-digit clips, samples written at each step."""
+    workdir = tmp_path_factory.mktemp(name)
+    run_module(
+        "dvd_gan.main",
+        "--config=configs/smoke.py",
+        f"--workdir={workdir}",
+        f"--config.data.data_dir={data_dir}",
+        "--config.data.builder_config=single_small",
+        "--config.train.num_steps=2",
+        "--config.train.sample_every=1",
+        "--config.eval.standing_stats_batches=2",
+        "--config.eval.batch_size=4",
+        f"--config.eval.stats_dir={tmp_path_factory.mktemp(name + '_stats')}",
+        *overrides,
+    )
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def prediction_workdir(tmp_path_factory, single_digit_data_dir):
+    """DVD-GAN-FP on one-digit clips: 2 real frames, 2 predicted, 4 samples."""
+    return single_digit_run(
+        tmp_path_factory,
+        single_digit_data_dir,
+        "prediction_run",
+        "--config.data.num_conditioning_frames=2",
+        "--config.train.num_samples=4",
+    )
+
+
+@pytest.fixture(scope="session")
+def conditional_workdir(tmp_path_factory, single_digit_data_dir):
+    """Class-conditional on one-digit clips, 10 classes, 20 samples (2 per class)."""
+    return single_digit_run(
+        tmp_path_factory,
+        single_digit_data_dir,
+        "conditional_run",
+        "--config.model.num_classes=10",
+        "--config.train.num_samples=20",
+    )

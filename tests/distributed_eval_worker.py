@@ -54,7 +54,9 @@ def main():
         )
         for _ in range(2)
     ]
-    videos = generate_videos(config, video_sampler(config), g_vars["params"], g_vars, NUM_VIDEOS, 0)
+    videos, _ = generate_videos(
+        config, video_sampler(config), g_vars["params"], g_vars, NUM_VIDEOS, 0
+    )
     if jax.process_index() == 0:
         with open(out, "w") as f:
             json.dump({"metrics": results, "video_sums": videos.sum(axis=(1, 2, 3, 4)).tolist()}, f)

@@ -6,6 +6,11 @@ frame for 20 frames, each starting at a random position with a random direction 
 0.1 of the free range per frame, reflected at the borders; frames combine the digits by
 pixel-wise maximum. Train and test use disjoint digits (per class, the first 80% of the
 5,000 go to train, the rest to test) and different random streams.
+
+The `single` configs hold one digit per clip, by the same recipe, and label each clip with
+its digit's class (`label`, 10 classes): with one digit, "which digit is this" is defined
+in every frame, so class-conditional and frame-conditional jobs can be checked by a
+classifier (dvd_gan/evaluation/digits.py).
 """
 
 import dataclasses
@@ -18,6 +23,7 @@ from PIL import Image
 FRAME_SIZE = 64
 DIGIT_SIZE = 28
 TRAIN_FRACTION = 0.8
+NUM_CLASSES = 10
 
 
 @dataclasses.dataclass
@@ -95,20 +101,33 @@ class MovingMnistLocal(tfds.core.GeneratorBasedBuilder):
             num_train_videos=512,
             num_test_videos=128,
         ),
+        MovingMnistConfig(
+            name="single",
+            description="One labelled digit per clip: 10,000 train and 1,000 test videos.",
+            num_digits=1,
+        ),
+        MovingMnistConfig(
+            name="single_small",
+            description="One labelled digit per clip: 512 train and 128 test videos, for tests.",
+            num_train_videos=512,
+            num_test_videos=128,
+            num_digits=1,
+        ),
     ]
     DEFAULT_BUILDER_CONFIG_NAME = "standard"
 
     def _info(self):
         config = self.builder_config
-        return self.dataset_info_from_configs(
-            features=tfds.features.FeaturesDict(
-                {
-                    "video": tfds.features.Video(
-                        (config.num_frames, FRAME_SIZE, FRAME_SIZE, 1), encoding_format="png"
-                    ),
-                    "digits": tfds.features.Tensor(shape=(config.num_digits,), dtype=np.int64),
-                }
+        features = {
+            "video": tfds.features.Video(
+                (config.num_frames, FRAME_SIZE, FRAME_SIZE, 1), encoding_format="png"
             ),
+            "digits": tfds.features.Tensor(shape=(config.num_digits,), dtype=np.int64),
+        }
+        if config.num_digits == 1:  # the clip's class is its digit's
+            features["label"] = tfds.features.ClassLabel(num_classes=NUM_CLASSES)
+        return self.dataset_info_from_configs(
+            features=tfds.features.FeaturesDict(features),
             description=__doc__,
             homepage="https://www.cs.toronto.edu/~nitish/unsupervised_video/",
         )
@@ -130,10 +149,7 @@ class MovingMnistLocal(tfds.core.GeneratorBasedBuilder):
             chosen = rng.choice(pool, size=config.num_digits, replace=False)
             corners = np.stack([trajectory(rng, config.num_frames) for _ in chosen])
             frames = render(images[chosen], corners)
-            yield (
-                i,
-                {
-                    "video": [_png(frame) for frame in frames],
-                    "digits": labels[chosen],
-                },
-            )
+            example = {"video": [_png(frame) for frame in frames], "digits": labels[chosen]}
+            if config.num_digits == 1:
+                example["label"] = int(labels[chosen[0]])
+            yield i, example

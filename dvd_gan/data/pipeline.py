@@ -33,7 +33,8 @@ from dvd_gan.pixels import scale_to_unit_range
 
 @dataclasses.dataclass(frozen=True)
 class DatasetFields:
-    """Where a dataset keeps its frames (a sequence of encoded images) and its label."""
+    """Where a dataset keeps its frames (a sequence of encoded images) and its label (used
+    where the builder config has that feature: Moving MNIST labels only its one-digit clips)."""
 
     video: str
     label: str | None
@@ -43,7 +44,7 @@ DATASETS = {
     "kinetics400": DatasetFields("video", "label"),
     "kinetics600": DatasetFields("video", "label"),
     "kinetics700": DatasetFields("video", "label"),
-    "moving_mnist_local": DatasetFields("video", None),
+    "moving_mnist_local": DatasetFields("video", "label"),
     "ucf101": DatasetFields("video", "label"),
     "bair_robot_pushing_small": DatasetFields("image_main", None),
 }
@@ -151,8 +152,9 @@ class ClipPipeline:
         builder, self.source = open_source(data_config, self.split)
         if len(self.source) == 0:
             raise ValueError(f"Split {self.split!r} of {tfds_name(data_config)} is empty.")
-        label = builder.info.features[self.fields.label] if self.fields.label else None
-        self.num_classes = label.num_classes if label is not None else 0
+        features = builder.info.features
+        self.label_field = self.fields.label if self.fields.label in features else None
+        self.num_classes = features[self.label_field].num_classes if self.label_field else 0
         self.num_examples = len(self.source)
         self._permutations = {}
 
@@ -177,7 +179,7 @@ class ClipPipeline:
         record = tf.train.Example.FromString(self.source[self._record_index(position)])
         features = record.features.feature
         encoded = features[self.fields.video].bytes_list.value
-        label = int(features[self.fields.label].int64_list.value[0]) if self.fields.label else 0
+        label = int(features[self.label_field].int64_list.value[0]) if self.label_field else 0
         num_frames, stride = self.config.num_frames, self.config.frame_stride
         span = (num_frames - 1) * stride + 1
         rng = np.random.default_rng((self.seed, self.process_index, position))

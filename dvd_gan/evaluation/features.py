@@ -101,6 +101,12 @@ class I3DFeatures:
 
 def real_videos(data_config: ml_collections.ConfigDict, split: str, num_videos: int) -> np.ndarray:
     """The first `num_videos` clips of a split in stored order, centre crops, uint8."""
+    return real_clips(data_config, split, num_videos)["videos"]
+
+
+def real_clips(data_config: ml_collections.ConfigDict, split: str, num_videos: int) -> dict:
+    """{'videos': uint8 [N, T, H, W, 3], 'labels': int32 [N]} of the first `num_videos`
+    clips of a split in stored order, centre crops."""
     from dvd_gan.data.pipeline import ClipPipeline
 
     pipeline = ClipPipeline(data_config, split, batch_size=64, train=False, output_uint8=True)
@@ -109,12 +115,12 @@ def real_videos(data_config: ml_collections.ConfigDict, split: str, num_videos: 
             f"Split {split!r} has {pipeline.num_examples} clips; asked for {num_videos} real "
             f"videos. Lower the number of videos."
         )
-    clips = []
+    batches = []
     for batch in pipeline.batches():
-        clips.append(batch["videos"])
-        if sum(len(c) for c in clips) >= num_videos:
+        batches.append(batch)
+        if sum(len(b["labels"]) for b in batches) >= num_videos:
             break
-    return np.concatenate(clips)[:num_videos]
+    return {k: np.concatenate([b[k] for b in batches])[:num_videos] for k in batches[0]}
 
 
 def _every_process(flag: bool) -> bool:

@@ -1,6 +1,8 @@
-"""Two pixel statistics that tell a collapsed or frozen generator from a working one, where
-a feature distance alone can hide it: how much videos differ from one another, and how
-much frames change over time. Both in uint8 grey levels (0-255), compared with real clips'.
+"""Pixel statistics that tell a collapsed, frozen or shape-shifting generator from a working
+one, where a feature distance alone can hide it: how much videos differ from one another and
+how much frames change over time (both in uint8 grey levels, 0-255), and how much a clip's
+brightness changes over time (a digit that splits, fades or grows changes it; a moving one
+does not). Each compared with real clips'.
 """
 
 import numpy as np
@@ -19,4 +21,12 @@ def motion(videos: np.ndarray) -> float:
     return float(np.mean(np.abs(frames[:, 1:] - frames[:, :-1])))
 
 
-STATISTICS = {"diversity": diversity, "motion": motion}
+def mass_variation(videos: np.ndarray) -> float:
+    """Median over videos of the standard deviation over frames of a frame's total
+    brightness, divided by its mean: uint8 [N, T, H, W, C] -> 0 when every frame of a clip
+    holds the same ink, as a clip of rigid moving shapes does."""
+    mass = videos.astype(np.float64).sum(axis=(2, 3, 4))
+    return float(np.median(mass.std(axis=1) / np.maximum(mass.mean(axis=1), 1e-9)))
+
+
+STATISTICS = {"diversity": diversity, "motion": motion, "mass_variation": mass_variation}

@@ -12,11 +12,11 @@ import numpy as np
 from etils import epath
 
 from dvd_gan.evaluation import features as features_lib
-from dvd_gan.evaluation import i3d, video_metrics, video_sources
+from dvd_gan.evaluation import i3d, pixel_statistics, video_metrics, video_sources
 from dvd_gan.evaluation import protocols as protocols_lib
 from dvd_gan.evaluation.progress import Progress
 
-PIXEL_METRICS = ("c3d_is", "diversity", "motion")
+PIXEL_METRICS = ("c3d_is", *pixel_statistics.STATISTICS)
 
 
 def _clip_features(clips, extractor, total: int | None, what: str, keep: bool) -> dict:
@@ -170,6 +170,10 @@ def combine_runs(runs: list[dict], seed: int) -> dict:
     first = runs[0]
     names = [k for k, v in first.items() if isinstance(v, float)]
     result = {name: float(np.mean([r[name] for r in runs])) for name in names}
+    # Metrics given per class or per frame: each entry the mean over runs.
+    for name, value in first.items():
+        if isinstance(value, list | dict) and name not in ("clips", "skipped", "protocol"):
+            result[name] = _mean_over_runs([r[name] for r in runs])
     if len(runs) > 1:
         for name in names:
             if not name.endswith("_std"):  # a spread within a run (IS over splits) stays one
@@ -185,6 +189,15 @@ def combine_runs(runs: list[dict], seed: int) -> dict:
         for name, protocol in first["protocol"].items()
     }
     return result
+
+
+def _mean_over_runs(values: list):
+    """The elementwise mean of runs' equal-shaped numbers, lists or dicts of them."""
+    if isinstance(values[0], dict):
+        return {key: _mean_over_runs([v[key] for v in values]) for key in values[0]}
+    if isinstance(values[0], list):
+        return [_mean_over_runs(list(parts)) for parts in zip(*values, strict=True)]
+    return float(np.mean(values))
 
 
 def score(scorer: SourceScorer, seed: int = 0, num_runs: int = 1) -> dict:

@@ -3,8 +3,8 @@ behind each number."""
 
 import numpy as np
 
+from dvd_gan.evaluation import digits, pixel_statistics
 from dvd_gan.evaluation import features as features_lib
-from dvd_gan.evaluation import pixel_statistics
 from dvd_gan.evaluation.metrics import (
     FeatureStatistics,
     frechet_distance,
@@ -12,7 +12,7 @@ from dvd_gan.evaluation.metrics import (
     kernel_distance,
 )
 
-METRICS = ("fvd", "kvd", "fid", "is", "c3d_is", *pixel_statistics.STATISTICS)
+METRICS = ("fvd", "kvd", "fid", "is", "c3d_is", *pixel_statistics.STATISTICS, *digits.METRICS)
 I3D_METRICS = ("fvd", "kvd", "fid", "is")
 REAL_FEATURE_METRICS = ("fvd", "kvd", "fid")
 IS_SPLITS = 10

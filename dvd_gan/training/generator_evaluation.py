@@ -6,8 +6,8 @@ import numpy as np
 from jax.sharding import Mesh
 
 from dvd_gan.data.pipeline import tfds_name
+from dvd_gan.evaluation import digits, i3d, pixel_statistics, protocols, video_metrics
 from dvd_gan.evaluation import features as features_lib
-from dvd_gan.evaluation import i3d, pixel_statistics, protocols, video_metrics
 from dvd_gan.evaluation.data_parallel import DataParallel
 from dvd_gan.pixels import scale_to_unit_range
 from dvd_gan.training import sampling
@@ -32,9 +32,10 @@ def generate_videos(
     num_videos: int,
     seed: int,
     conditioning_clips: np.ndarray | None = None,
-) -> np.ndarray:
-    """uint8 [N, T, H, W, 3] from the EMA generator (a `video_sampler`): z from `seed`,
-    classes in turn; in DVD-GAN-FP the first C frames are the real conditioning frames."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 [N, T, H, W, 3] from the EMA generator (a `video_sampler`) and the class each
+    was asked for [N]: z from `seed`, classes in turn; in DVD-GAN-FP the first C frames are
+    the real conditioning frames."""
     z, labels = sampling.sample_inputs(config, num_videos, seed)
     c = config.model.num_conditioning_frames
     conditioning = None
@@ -43,7 +44,7 @@ def generate_videos(
     generated = sampler(sampler.place((ema_params, g_vars)), (z, labels, conditioning))
     if c:
         generated = np.concatenate([conditioning_clips[:num_videos, :c], generated], axis=1)
-    return generated
+    return generated, np.asarray(labels)
 
 
 def evaluate_generator(
@@ -65,11 +66,19 @@ def evaluate_generator(
     `g_vars` are host arrays or arrays on the mesh of `sampler` (default: a new
     `video_sampler`)."""
     needs_real = bool(set(video_metrics.REAL_FEATURE_METRICS) & set(metrics))
-    real_clips = None
-    if config.model.num_conditioning_frames or set(pixel_statistics.STATISTICS) & set(metrics):
-        real_clips = features_lib.real_videos(config.data, split, num_videos)
+    digit_metrics = [name for name in metrics if name in digits.METRICS]
+    if digit_metrics:
+        digits.check_metrics(digit_metrics, config)
+    real_clips = real_labels = None
+    if (
+        config.model.num_conditioning_frames
+        or set(pixel_statistics.STATISTICS) & set(metrics)
+        or digit_metrics
+    ):
+        real = features_lib.real_clips(config.data, split, num_videos)
+        real_clips, real_labels = real["videos"], real["labels"]
     conditioning = real_clips if config.model.num_conditioning_frames else None
-    fake = generate_videos(
+    fake, labels = generate_videos(
         config, sampler or video_sampler(config), ema_params, g_vars, num_videos, seed, conditioning
     )
     real = None
@@ -96,4 +105,21 @@ def evaluate_generator(
         "standing_stats_batches": config.eval.standing_stats_batches,
         "seed": seed,
     }
-    return video_metrics.compute(fake, metrics, extractor, real, c3d, protocol, real_clips)
+    result = video_metrics.compute(fake, metrics, extractor, real, c3d, protocol, real_clips)
+    if digit_metrics:
+        classifier = digits.DigitClassifier.for_data(config.data, config.eval.stats_dir)
+        asked = labels if config.model.num_classes else None
+        result.update(
+            digits.compute(
+                digit_metrics,
+                classifier,
+                fake,
+                asked,
+                real_clips,
+                real_labels,
+                config.model.num_conditioning_frames,
+            )
+        )
+        record = {**protocol, "num_videos": num_videos, **classifier.protocol()}
+        result["protocol"].update(dict.fromkeys(digit_metrics, record))
+    return result

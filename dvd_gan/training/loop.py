@@ -22,7 +22,6 @@ from dvd_gan import models, sharding
 from dvd_gan.data.pipeline import ClipPipeline
 from dvd_gan.data.video_io import write_image, write_video
 from dvd_gan.evaluation.features import I3DFeatures
-from dvd_gan.pixels import scale_to_unit_range
 from dvd_gan.training import sampling, standing_stats
 from dvd_gan.training.checkpointing import Checkpointer, from_items, save_config
 from dvd_gan.training.generator_evaluation import evaluate_generator, video_sampler
@@ -81,7 +80,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         process_count=jax.process_count(),
         output_uint8=True,
     )
-    if pipeline.num_classes > config.model.num_classes:
+    if 0 < config.model.num_classes < pipeline.num_classes:
         raise ValueError(
             f"{config.data.dataset} has {pipeline.num_classes} classes but "
             f"model.num_classes={config.model.num_classes}; set --config.model.num_classes="
@@ -133,7 +132,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         held_out = ClipPipeline(
             config.data, config.data.eval_split, batch_size=config.train.num_samples, train=False
         )
-        sample_conditioning = scale_to_unit_range(held_out.batch(0)["videos"][:, :c])
+        sample_conditioning = held_out.batch(0)["videos"][:, :c]  # already in [-1, 1]
 
     # -- The EMA generator's own BatchNorm statistics, once per step that samples or evaluates.
     standing = standing_stats.StandingStatistics(config, mesh)
@@ -162,16 +161,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                 sample_conditioning,
             )
         )
-        if c:
-            conditioning = np.asarray(sampling.to_uint8(sample_conditioning))
-            generated = np.concatenate([conditioning, generated], axis=1)
         if not is_chief:
             return
-        generated = sampling.enlarge(generated)
+        grid = sampling.sample_grids(
+            generated, np.asarray(sample_labels), config.model.num_classes, sample_conditioning
+        )
         directory = workdir / "samples"
         directory.mkdir(exist_ok=True)
-        write_video(str(directory / f"step_{step:07d}.gif"), sampling.video_grid(generated), fps=8)
-        frames = sampling.frame_grid(generated)
+        write_video(str(directory / f"step_{step:07d}.gif"), grid.video, fps=8)
+        frames = grid.frames
         write_image(str(directory / f"step_{step:07d}.png"), frames)
         writer.write_images(step, {"samples": frames[None]})
 

@@ -1,5 +1,7 @@
 """Videos from the EMA generator, and the grids that show them to a person."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -77,3 +79,41 @@ def frame_grid(videos: np.ndarray, gap: int = 1) -> np.ndarray:
     video, its frames left to right, for a PNG."""
     n, t, h, w, c = videos.shape
     return video_grid(videos.reshape(n * t, 1, h, w, c), columns=t, gap=gap)[0]
+
+
+def outline_conditioning(videos: np.ndarray, num_conditioning: int) -> np.ndarray:
+    """uint8 [N, T, H, W, 3] with its first `num_conditioning` frames framed in red."""
+    marked = videos.copy()
+    conditioning = marked[:, :num_conditioning]  # a view: writes go to `marked`
+    for edge in (np.s_[:, :, :1], np.s_[:, :, -1:], np.s_[:, :, :, :1], np.s_[:, :, :, -1:]):
+        conditioning[edge] = (255, 0, 0)
+    return marked
+
+
+@dataclasses.dataclass
+class SampleGrids:
+    video: np.ndarray  # uint8 [T, H', W', 3]: an animated grid
+    frames: np.ndarray  # uint8 [H'', W'', 3]: a row per video, its frames left to right
+
+
+def sample_grids(
+    generated: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    conditioning: np.ndarray | None = None,
+) -> SampleGrids:
+    """The loop's grids of generated uint8 videos [N, T', H, W, 3]: for a class-conditional
+    G, videos ordered by class (labels [N]) and a row per class in the animated grid; for
+    DVD-GAN-FP, the conditioning frames [N, C, H, W, 3] in [-1, 1] first, outlined in red."""
+    columns = None
+    if num_classes:
+        order = np.argsort(labels, kind="stable")
+        generated = generated[order]
+        conditioning = None if conditioning is None else np.asarray(conditioning)[order]
+        columns = -(-len(generated) // len(np.unique(labels)))
+    if conditioning is not None:
+        frames = np.asarray(to_uint8(conditioning))
+        generated = np.concatenate([frames, generated], axis=1)
+        generated = outline_conditioning(generated, frames.shape[1])
+    generated = enlarge(generated)
+    return SampleGrids(video_grid(generated, columns), frame_grid(generated))
