@@ -7,11 +7,12 @@
 Outputs by extension: `.npz` holds `videos` (uint8 [N, T, H, W, 3]) and `labels` (int32
 [N], the class each video was asked for), and for DVD-GAN-FP runs `real` (the whole real
 clips, uint8 [N, T, H, W, 3]) and `num_conditioning` (C); `.gif` and `.mp4` hold one grid
-video. With --truncation=s, z ~ N(0, s^2 I).
---interpolate walks linearly in z from one sample to another (same class), N steps.
-For DVD-GAN-FP runs the conditioning frames come from a dataset split; `videos` holds the
-conditioning frames followed by the generated ones, and a grid shows each real clip beside
-its prediction, the conditioning frames framed in red. The same seed gives the same videos.
+video; `.png` one image, a row per video with its frames left to right. With
+--truncation=s, z ~ N(0, s^2 I). --interpolate walks linearly in z from one sample to
+another (same class), N steps. For DVD-GAN-FP runs the conditioning frames come from a
+dataset split; `videos` holds the conditioning frames followed by the generated ones, and a
+grid shows each real clip beside (a .png: above) its prediction, the conditioning frames
+framed in red. The same seed gives the same videos.
 """
 
 import os
@@ -22,7 +23,7 @@ from absl import app, flags, logging
 from dvd_gan.command_line import fatal, parse_flags, quiet_library_logs, require_workdir
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A dvd_gan.main workdir.")
-_OUTPUT = flags.DEFINE_string("output", None, "Output file: .npz, .gif or .mp4.")
+_OUTPUT = flags.DEFINE_string("output", None, "Output file: .npz, .gif, .mp4 or .png.")
 _NUM_VIDEOS = flags.DEFINE_integer("num_videos", 16, "How many videos.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of z (and of nothing else).")
 _TRUNCATION = flags.DEFINE_float("truncation", 1.0, "Standard deviation of z.")
@@ -35,7 +36,7 @@ _CONDITIONING_SPLIT = flags.DEFINE_string(
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Videos generated per call.")
 _FPS = flags.DEFINE_float("fps", 8.0, "Frame rate of .gif / .mp4 output.")
 
-FORMATS = (".npz", ".gif", ".mp4")
+FORMATS = (".npz", ".gif", ".mp4", ".png")
 
 
 def latent_inputs(config, num_videos, seed, truncation, class_id, interpolate):
@@ -63,7 +64,7 @@ def main(argv):
     quiet_library_logs()
     import jax.numpy as jnp
 
-    from dvd_gan.data.video_io import write_video
+    from dvd_gan.data.video_io import write_image, write_video
     from dvd_gan.evaluation.features import real_videos
     from dvd_gan.pixels import scale_to_unit_range
     from dvd_gan.training import sampling, standing_stats
@@ -103,12 +104,15 @@ def main(argv):
         np.savez_compressed(_OUTPUT.value, **arrays)
     else:
         shown = videos
-        if c:  # each real clip beside its prediction
+        if c:  # each real clip beside (a .png: above) its prediction
             pairs = np.stack([real, sampling.outline_conditioning(videos, c)], axis=1)
             shown = pairs.reshape((-1,) + videos.shape[1:])
-        columns = n if _INTERPOLATE.value else (2 * int(np.ceil(np.sqrt(n))) if c else None)
-        grid = sampling.video_grid(sampling.enlarge(shown), columns=columns)
-        write_video(_OUTPUT.value, grid, fps=_FPS.value)
+        shown = sampling.enlarge(shown)
+        if extension == ".png":
+            write_image(_OUTPUT.value, sampling.frame_grid(shown))
+        else:
+            columns = n if _INTERPOLATE.value else (2 * int(np.ceil(np.sqrt(n))) if c else None)
+            write_video(_OUTPUT.value, sampling.video_grid(shown, columns=columns), fps=_FPS.value)
     logging.info("Wrote %d videos %s from step %d to %s", n, videos.shape, step, _OUTPUT.value)
 
 

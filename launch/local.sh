@@ -33,9 +33,13 @@ python -m dvd_gan.data.prepare --dataset="$dataset" | tail -n 1
 echo "== Training $config in $WORKDIR"
 python -m dvd_gan.main --config="$config" --workdir="$WORKDIR" "$@"
 
-metrics=fvd,diversity,motion
-[ "$job" = main ] || metrics=fvd,digits
+case "$job" in
+main) metrics=fvd,diversity,motion,mass_variation ;;
+conditional) metrics=fvd,class_accuracy,identity_consistency,mass_variation ;;
+prediction) metrics=fvd,identity_kept,position_error,identity_consistency ;;
+esac
 latest=$(ls -1 "$WORKDIR/samples"/*.gif 2>/dev/null | tail -n 1 || true)
+last_step=$(basename "${latest:-step_1000.gif}" .gif | sed 's/^step_0*//')
 cat <<MSG
 
 Done. In $WORKDIR:
@@ -44,4 +48,5 @@ Done. In $WORKDIR:
   samples      $WORKDIR/samples  (newest: ${latest:-none})
 More samples:  .venv/bin/python -m dvd_gan.sample --workdir=$WORKDIR --num_videos=16 --output=samples.gif
 Evaluate:      .venv/bin/python -m dvd_gan.evaluate --workdir=$WORKDIR --metrics=$metrics --num_videos=256
+FVD curve:     ./launch/eval_curve.sh $WORKDIR 0 500 ${last_step:-1000}
 MSG

@@ -170,6 +170,19 @@ def test_prediction_samples_hold_the_real_clips(prediction_workdir, tmp_path):
     np.testing.assert_array_equal(samples["real"], real)
     np.testing.assert_array_equal(samples["videos"][:, :2], real[:, :2])
     assert samples["videos"].shape == real.shape
+    run_module(
+        "dvd_gan.sample",
+        f"--workdir={prediction_workdir}",
+        f"--output={tmp_path / 'p.png'}",
+        "--num_videos=4",
+    )
+    grid = _png(tmp_path / "p.png")  # a row per clip: each real clip above its prediction
+    assert grid.shape == (8 * 65 - 1, 4 * 65 - 1, 3)
+    shown = sampling.enlarge(real)
+    for i in range(4):
+        for t in range(4):
+            y, x = 2 * i * 65, t * 65
+            np.testing.assert_array_equal(grid[y : y + 64, x : x + 64], shown[i, t])
 
 
 def test_conditional_grids_and_samples_go_by_class(conditional_workdir, tmp_path):

@@ -96,3 +96,9 @@ def test_eval_curve_evaluates_start_middle_end_and_plots(smoke_workdir, tmp_path
         capture_output=True, text=True, cwd=ROOT,
     )  # fmt: skip
     assert bad.returncode == 2 and "usage" in bad.stderr
+
+
+def test_local_launcher_refuses_an_unknown_job_before_any_set_up():
+    result = _launch("local.sh", "conditionl")
+    assert result.returncode == 2
+    assert "Unknown job 'conditionl'; use main, conditional or prediction." in result.stderr
