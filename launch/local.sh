@@ -17,12 +17,17 @@ if [ $# -gt 0 ] && [[ "$1" != --* ]]; then
   shift
 fi
 case "$job" in
-main) config=configs/moving_mnist.py dataset=moving_mnist_local/standard run=moving_mnist ;;
-conditional | prediction)
-  config="configs/moving_mnist.py:$job" dataset=moving_mnist_local/single run="moving_mnist_$job"
+main)
+  config=configs/moving_mnist.py dataset=moving_mnist_local/standard run=moving_mnist
+  metrics=fvd,diversity,motion,mass_variation
   ;;
+conditional) metrics=fvd,class_accuracy,identity_consistency,mass_variation ;;
+prediction) metrics=fvd,identity_kept,position_error,identity_consistency ;;
 *) echo "Unknown job '$job'; use main, conditional or prediction." >&2 && exit 2 ;;
 esac
+if [ "$job" != main ]; then
+  config="configs/moving_mnist.py:$job" dataset=moving_mnist_local/single run="moving_mnist_$job"
+fi
 source "$(dirname "$0")/venv.sh"
 WORKDIR="${WORKDIR:-$HOME/dvd_gan_runs/$run}"
 # Compiled programs are cached across runs: a restart skips most of the compile time.
@@ -33,13 +38,7 @@ python -m dvd_gan.data.prepare --dataset="$dataset" | tail -n 1
 echo "== Training $config in $WORKDIR"
 python -m dvd_gan.main --config="$config" --workdir="$WORKDIR" "$@"
 
-case "$job" in
-main) metrics=fvd,diversity,motion,mass_variation ;;
-conditional) metrics=fvd,class_accuracy,identity_consistency,mass_variation ;;
-prediction) metrics=fvd,identity_kept,position_error,identity_consistency ;;
-esac
 latest=$(ls -1 "$WORKDIR/samples"/*.gif 2>/dev/null | tail -n 1 || true)
-last_step=$(basename "${latest:-step_1000.gif}" .gif | sed 's/^step_0*//')
 cat <<MSG
 
 Done. In $WORKDIR:
@@ -48,5 +47,5 @@ Done. In $WORKDIR:
   samples      $WORKDIR/samples  (newest: ${latest:-none})
 More samples:  .venv/bin/python -m dvd_gan.sample --workdir=$WORKDIR --num_videos=16 --output=samples.gif
 Evaluate:      .venv/bin/python -m dvd_gan.evaluate --workdir=$WORKDIR --metrics=$metrics --num_videos=256
-FVD curve:     ./launch/eval_curve.sh $WORKDIR 0 500 ${last_step:-1000}
+FVD curve:     ./launch/eval_curve.sh $WORKDIR   # steps 0, the middle checkpoint and the last
 MSG
