@@ -28,7 +28,15 @@ EXTRAS_REQUIRE = {
     "beam": ["apache-beam>=2.60"],
     # libtpu: TPU runs, and ahead-of-time TPU compiles on any host (benchmark --topology)
     "tpu": ["jax[tpu]"],
-    "test": ["pytest>=8", "ruff>=0.8", "apache-beam>=2.60", "jax[tpu]"],
+    # pytest-xdist: the suite in a worker per core; pytest-timeout: a hung test fails alone
+    "test": [
+        "pytest>=8",
+        "pytest-xdist>=3.6",
+        "pytest-timeout>=2.3",
+        "ruff>=0.8",
+        "apache-beam>=2.60",
+        "jax[tpu]",
+    ],
 }
 
 setup(

@@ -1,9 +1,12 @@
 """Shared test set-up: eight simulated CPU devices (set before JAX starts), a compilation
-cache shared with the subprocesses the tests start, tiny configs, and a prepared dataset."""
+cache shared with the subprocesses the tests start, tiny configs, and prepared datasets and
+runs built once per session, even when pytest-xdist runs the tests in several workers."""
 
+import fcntl
 import json
 import os
 import pathlib
+import shutil
 import socket
 import subprocess
 import sys
@@ -38,6 +41,16 @@ def tiny_config(resolution=16, num_frames=4, num_conditioning_frames=0, num_clas
     return config
 
 
+def sgd_like(config):
+    """Adam with an epsilon far above sqrt(v) updates each parameter by lr/eps times its
+    gradient: SGD with learning rate 0.01. Comparing layouts of a step then compares their
+    gradients. Adam's own first update is lr * sign(gradient), whatever its size: it would
+    hide a gradient off by any factor and turn a near-zero gradient's rounding into a step."""
+    config.train.adam_eps = 1e3
+    config.train.g_learning_rate = config.train.d_learning_rate = 10.0
+    return config
+
+
 def run_module(module: str, *args: str, check: bool = True, **kwargs):
     """Runs `python -m module args...` from the repository root, capturing its output."""
     return subprocess.run(
@@ -67,40 +80,68 @@ def start_worker(script: str, *args: str) -> subprocess.Popen:
     )
 
 
-def wait_for_workers(*processes: subprocess.Popen, timeout: float = 600):
-    for process in processes:
-        output = process.communicate(timeout=timeout)[0]
-        assert process.returncode == 0, output
+def wait_for_workers(*processes: subprocess.Popen, timeout: float = 900):
+    """Waits for every process; on a failure or a timeout, kills the rest (a process left
+    waiting for a dead peer's collective would otherwise outlive the test)."""
+    try:
+        for process in processes:
+            output = process.communicate(timeout=timeout)[0]
+            assert process.returncode == 0, output
+    finally:
+        for process in processes:
+            process.kill()
+
+
+def built_once(tmp_path_factory, name: str, build) -> pathlib.Path:
+    """A directory `name` filled by `build(path)` once per test session. pytest-xdist's
+    workers each run the session fixtures, so the first to ask builds under a lock (stdlib
+    fcntl: Linux and macOS are the platforms the suite runs on) and the others reuse it."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the directory all workers' base temps share
+    path, built = root / name, root / f"{name}.built"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not built.exists():
+            shutil.rmtree(path, ignore_errors=True)
+            path.mkdir()
+            build(path)
+            built.touch()
+    return path
 
 
 @pytest.fixture(scope="session")
 def mnist_data_dir(tmp_path_factory):
     """moving_mnist_local/small (512 train, 128 test clips) prepared offline, by the
     prepare command, in a data dir of this session."""
-    path = str(tmp_path_factory.mktemp("tfds"))
-    summary = prepare("moving_mnist_local/small", path)
-    assert summary["examples"] == {"train": 512, "test": 128}
-    assert summary["file_format"] == "array_record"
-    return path
+
+    def build(path):
+        summary = prepare("moving_mnist_local/small", str(path))
+        assert summary["examples"] == {"train": 512, "test": 128}
+        assert summary["file_format"] == "array_record"
+
+    return str(built_once(tmp_path_factory, "tfds", build))
 
 
 @pytest.fixture(scope="session")
 def smoke_workdir(tmp_path_factory, mnist_data_dir):
     """A 2-step smoke run with in-training FVD (4 videos) at steps 0 and 2."""
-    workdir = tmp_path_factory.mktemp("smoke_run")
-    run_module(
-        "dvd_gan.main",
-        "--config=configs/smoke.py",
-        f"--workdir={workdir}",
-        f"--config.data.data_dir={mnist_data_dir}",
-        "--config.train.num_steps=2",
-        "--config.train.num_samples=4",
-        "--config.eval.every=2",
-        "--config.eval.num_videos=4",
-        "--config.eval.batch_size=4",
-        f"--config.eval.stats_dir={tmp_path_factory.mktemp('real_stats')}",
-    )
-    return workdir
+
+    def build(path):
+        run_module(
+            "dvd_gan.main",
+            "--config=configs/smoke.py",
+            f"--workdir={path / 'run'}",
+            f"--config.data.data_dir={mnist_data_dir}",
+            "--config.train.num_steps=2",
+            "--config.train.num_samples=4",
+            "--config.eval.every=2",
+            "--config.eval.num_videos=4",
+            "--config.eval.batch_size=4",
+            f"--config.eval.stats_dir={path / 'real_stats'}",
+        )
+
+    return built_once(tmp_path_factory, "smoke_run", build) / "run"
 
 
 def prepare(dataset: str, data_dir: str) -> dict:
@@ -112,31 +153,35 @@ def prepare(dataset: str, data_dir: str) -> dict:
 @pytest.fixture(scope="session")
 def single_digit_data_dir(tmp_path_factory):
     """moving_mnist_local/single_small (one labelled digit per clip; 512 train, 128 test)."""
-    path = str(tmp_path_factory.mktemp("tfds_single"))
-    assert prepare("moving_mnist_local/single_small", path)["examples"] == {
-        "train": 512,
-        "test": 128,
-    }
-    return path
+
+    def build(path):
+        summary = prepare("moving_mnist_local/single_small", str(path))
+        assert summary["examples"] == {"train": 512, "test": 128}
+
+    return str(built_once(tmp_path_factory, "tfds_single", build))
 
 
 def single_digit_run(tmp_path_factory, data_dir: str, name: str, *overrides: str):
-    """A 2-step run of the smoke model on one-digit clips, samples written at each step."""
-    workdir = tmp_path_factory.mktemp(name)
-    run_module(
-        "dvd_gan.main",
-        "--config=configs/smoke.py",
-        f"--workdir={workdir}",
-        f"--config.data.data_dir={data_dir}",
-        "--config.data.builder_config=single_small",
-        "--config.train.num_steps=2",
-        "--config.train.sample_every=1",
-        "--config.eval.standing_stats_batches=2",
-        "--config.eval.batch_size=4",
-        f"--config.eval.stats_dir={tmp_path_factory.mktemp(name + '_stats')}",
-        *overrides,
-    )
-    return workdir
+    """A 2-step run of the smoke model on one-digit clips, samples written at each step.
+    Runs share one stats dir, so that their evaluations train one digit classifier."""
+    stats_dir = built_once(tmp_path_factory, "single_digit_stats", lambda path: None)
+
+    def build(path):
+        run_module(
+            "dvd_gan.main",
+            "--config=configs/smoke.py",
+            f"--workdir={path}",
+            f"--config.data.data_dir={data_dir}",
+            "--config.data.builder_config=single_small",
+            "--config.train.num_steps=2",
+            "--config.train.sample_every=1",
+            "--config.eval.standing_stats_batches=2",
+            "--config.eval.batch_size=4",
+            f"--config.eval.stats_dir={stats_dir}",
+            *overrides,
+        )
+
+    return built_once(tmp_path_factory, name, build)
 
 
 @pytest.fixture(scope="session")

@@ -41,6 +41,7 @@ def measured_report(profile_dir):
     )
 
 
+@pytest.mark.slow
 def test_benchmark_reports_every_key_for_a_measured_run(measured_report):
     report = measured_report
     assert set(report) >= KEYS
@@ -52,6 +53,7 @@ def test_benchmark_reports_every_key_for_a_measured_run(measured_report):
     assert set(report["params"]) == {"G", "D_S", "D_T"}
 
 
+@pytest.mark.slow
 def test_profile_sums_the_time_of_each_op_kind(measured_report, profile_dir):
     assert list(profile_dir.glob("plugins/profile/*/*.xplane.pb"))  # for TensorBoard/Perfetto
     top = measured_report["top_ops"]
@@ -93,6 +95,7 @@ def test_convolution_flops_from_hlo_text():
     assert list(flops.values()) == [2 * 2 * 8 * 8 * 5 * 3 * 3 * 3]
 
 
+@pytest.mark.slow
 def test_compile_only_for_a_paper_config_on_the_cpu():
     report = _report(
         "--config=configs/kinetics600.py:12x64", "--compile_only", "--per_device_batch=1"
@@ -102,6 +105,7 @@ def test_compile_only_for_a_paper_config_on_the_cpu():
     assert "step_time_s" not in report
 
 
+@pytest.mark.slow
 def test_cost_table_compiles_ahead_of_time_for_a_tpu_slice(tmp_path):
     """launch/cost_table.sh: the TPU compiler's figures as JSON, then the README table."""
     env = {**os.environ, "DVD_GAN_EXTRAS": "test", "TOPOLOGIES": "v3:2x2", "REMATS": "full"}
@@ -119,12 +123,14 @@ def test_cost_table_compiles_ahead_of_time_for_a_tpu_slice(tmp_path):
     assert row.startswith("| configs/smoke.py | 4×16² |") and row.endswith("✓ |")
 
 
+@pytest.mark.slow
 def test_cost_table_refuses_results_that_are_not_tpu_compiles(tmp_path, measured_report):
     (tmp_path / "cpu.json").write_text(json.dumps(measured_report))
     result = run_module("dvd_gan.cost_table", str(tmp_path / "cpu.json"), check=False)
     assert result.returncode != 0 and "lack a topology" in result.stderr
 
 
+@pytest.mark.slow
 def test_sampling_benchmark():
     report = _report("--config=configs/smoke.py", "--sample", "--sample_videos=2")
     assert report["sample_videos"] == 2 and report["sample_time_s"] > 0

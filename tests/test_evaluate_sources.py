@@ -67,6 +67,7 @@ def test_png_folders_give_the_clips_and_features_of_the_npz(clips, extractor, tm
         np.testing.assert_array_equal(from_png[name], from_npz[name])
 
 
+@pytest.mark.slow
 def test_mp4_folder_scores_like_the_npz_and_skips_bad_files(clips, extractor, tmp_path):
     """H.264 loses a little: FVD between the .mp4 and .npz copies of the same 8 clips must be
     under a tenth of the FVD between those clips and 8 other real clips, the distance at
@@ -141,6 +142,7 @@ def test_fingerprints_follow_every_parameter_and_the_weights(tmp_path):
         protocols.resolve("fvd2048")
 
 
+@pytest.mark.slow
 def test_real_features_are_cached_per_fingerprint(clips, extractor, tmp_path):
     np.savez(tmp_path / "real.npz", videos=clips[:4])
     np.savez(tmp_path / "fake.npz", videos=clips[4:8])

@@ -11,23 +11,27 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from conftest import ROOT, free_port, run_module, start_worker, tiny_config, wait_for_workers
+from conftest import (
+    ROOT,
+    free_port,
+    run_module,
+    sgd_like,
+    start_worker,
+    tiny_config,
+    wait_for_workers,
+)
 
 from dvd_gan import sharding
 from dvd_gan.training import state as state_lib
 from dvd_gan.training.state import init_state
 from dvd_gan.training.step import jit_train_step
 
-# Agreement between layouts of the same step. Sums over the batch (BatchNorm statistics,
-# losses, gradients) are added in another order, so values differ by float32 rounding;
-# Adam's first steps divide a gradient by its own magnitude, which amplifies that rounding
-# for gradients near zero, hence an absolute bound of a few learning rates on parameters.
-PARAM_ATOL = 5e-3
-METRIC_RTOL = 1e-3
-# Adam's moments hold gradients (with beta1 = 0 the first moment is the last gradient)
-# taken at parameters that already differ by up to PARAM_ATOL, so they can differ by more
-# than rounding: a bound relative to each moment's own largest entry.
-MOMENT_RELATIVE_ATOL = 0.05
+# Agreement between layouts of the same step, trained with `sgd_like` so that an update is
+# proportional to its gradient. Sums over the batch (BatchNorm statistics, losses,
+# gradients) are added in another order, so values differ by float32 rounding: bounds
+# relative to how far each tensor moved from its initial value, and to each metric.
+UPDATE_RTOL = 5e-4
+METRIC_RTOL = 1e-4
 
 
 def _batch(config, batch_size, seed):
@@ -53,31 +57,44 @@ def _run_steps(config, devices, num_steps, batch_size=8, model_axis=1):
     return jax.device_get(state), history, step
 
 
-def _assert_states_close(a, b):
-    leaves_a = jax.tree_util.tree_leaves_with_path(a)
+def _assert_updates_close(initial, a, b):
+    """Each tensor of the train states `a` and `b` (or lists of their leaves) agrees within
+    UPDATE_RTOL of how far it moved from `initial` (its largest change). A tensor whose
+    gradient is zero in exact arithmetic (a convolution's bias before BatchNorm) moves by
+    rounding alone: its floor is a thousandth of the largest change in the state. Integers
+    (the step, the base key) are equal."""
+    leaves_0 = jax.tree_util.tree_leaves_with_path(initial)
+    leaves_a = jax.tree_util.tree_leaves(a)
     leaves_b = jax.tree_util.tree_leaves(b)
-    assert len(leaves_a) == len(leaves_b)
-    for (path, x), y in zip(leaves_a, leaves_b, strict=True):
+    assert len(leaves_a) == len(leaves_b) == len(leaves_0)
+    moved = [
+        np.max(np.abs(np.subtract(y, x0, dtype=np.float64)), initial=0.0)
+        for (_, x0), y in zip(leaves_0, leaves_b, strict=True)
+    ]
+    floor = 1e-3 * max(moved)
+    for (path, x0), x, y, change in zip(leaves_0, leaves_a, leaves_b, moved, strict=True):
         name = jax.tree_util.keystr(path)
-        atol = PARAM_ATOL
-        if "opt_state" in name and np.ndim(y) > 0:
-            atol = max(PARAM_ATOL, MOMENT_RELATIVE_ATOL * float(np.max(np.abs(y))))
-        np.testing.assert_allclose(x, y, rtol=1e-3, atol=atol, err_msg=name)
+        if not np.issubdtype(np.asarray(x0).dtype, np.floating):
+            np.testing.assert_array_equal(x, y, err_msg=name)
+            continue
+        difference = np.max(np.abs(np.subtract(x, y, dtype=np.float64)), initial=0.0)
+        assert difference <= UPDATE_RTOL * max(change, floor), (name, difference, change)
 
 
-def _assert_runs_close(state_a, metrics_a, state_b, metrics_b):
-    """Every step's metrics and the final train states of two runs agree."""
+def _assert_runs_close(config, state_a, metrics_a, state_b, metrics_b):
+    """Every step's metrics and the final train states of two runs from the same initial
+    state agree."""
     for step_a, step_b in zip(metrics_a, metrics_b, strict=True):
         for name in step_a:
             np.testing.assert_allclose(
-                step_a[name], step_b[name], rtol=METRIC_RTOL, atol=1e-4, err_msg=name
+                step_a[name], step_b[name], rtol=METRIC_RTOL, atol=1e-6, err_msg=name
             )
-    _assert_states_close(state_a, state_b)
+    _assert_updates_close(jax.device_get(init_state(config, jax.random.key(0))), state_a, state_b)
 
 
 @pytest.fixture(scope="module")
 def step_results():
-    config = tiny_config(num_frames=4, num_classes=3)
+    config = sgd_like(tiny_config(num_frames=4, num_classes=3))
     config.train.ema_start = 1
     config.train.ema_decay = 0.5
     one = _run_steps(config, jax.devices()[:1], 3)
@@ -94,13 +111,13 @@ def test_parameter_sharding_equals_the_data_parallel_step(step_results):
     split = [s for s in shardings if sharding.MODEL_AXIS in s.spec]
     assert len(split) > 20, "the test must really split parameters"
     state_2d, metrics_2d, _ = _run_steps(config, jax.devices()[:8], 3, model_axis=2)
-    _assert_runs_close(state_8, metrics_8, state_2d, metrics_2d)
+    _assert_runs_close(config, state_8, metrics_8, state_2d, metrics_2d)
 
 
 def test_step_on_one_and_eight_devices_agrees(step_results):
-    _, (state_1, metrics_1, _), (state_8, metrics_8, _) = step_results
+    config, (state_1, metrics_1, _), (state_8, metrics_8, _) = step_results
     assert int(state_1.step) == int(state_8.step) == 3
-    _assert_runs_close(state_1, metrics_1, state_8, metrics_8)
+    _assert_runs_close(config, state_1, metrics_1, state_8, metrics_8)
 
 
 def test_step_traces_once_and_updates_everything(step_results):
@@ -110,7 +127,7 @@ def test_step_traces_once_and_updates_everything(step_results):
     for name in ("generator", "spatial_d", "temporal_d"):
         before = jax.tree_util.tree_leaves(getattr(initial, name)["params"])
         after = jax.tree_util.tree_leaves(getattr(state, name)["params"])
-        assert all(not np.allclose(a, b) for a, b in zip(before, after, strict=True)), name
+        assert all(not np.array_equal(a, b) for a, b in zip(before, after, strict=True)), name
     assert np.any(state.generator["batch_stats"]["head_bn"]["bn"]["mean"] != 0)
     for metrics in history:
         assert set(metrics) >= {"d_loss", "g_loss", "ds_real", "dt_fake", "g_grad_norm"}
@@ -187,13 +204,20 @@ def test_two_processes_equal_one_process_with_the_full_batch(tmp_path):
     wait_for_workers(one, *two)
     multi, single = np.load(tmp_path / "two.npz"), np.load(tmp_path / "one.npz")
     assert sorted(multi.files) == sorted(single.files)
-    for name in single.files:
-        tolerance = (
-            dict(rtol=METRIC_RTOL, atol=1e-4)
-            if name.startswith("metric/")
-            else dict(rtol=1e-3, atol=PARAM_ATOL)
-        )
-        np.testing.assert_allclose(multi[name], single[name], err_msg=name, **tolerance)
+    metrics = [name for name in single.files if name.startswith("metric/")]
+    _assert_runs_close(
+        sgd_like(tiny_config(num_frames=4, num_classes=3)),
+        _state_as_arrays(multi, metrics),
+        [{name: multi[name] for name in metrics}],
+        _state_as_arrays(single, metrics),
+        [{name: single[name] for name in metrics}],
+    )
+
+
+def _state_as_arrays(saved, leave_out):
+    """A train state saved by distributed_worker.py: its leaves, in the state's order (the
+    order they were saved in), without the names in `leave_out`."""
+    return [saved[name] for name in saved.files if name not in leave_out]
 
 
 # -- The training command, in subprocesses.
@@ -229,7 +253,9 @@ def _checkpoint_steps(workdir):
     return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
 
 
-def _wait_for(predicate, process, log, timeout=300):
+def _wait_for(predicate, process, log, timeout=1200):
+    """Polls `predicate` while `process` runs. The timeout is long: on a slow 2-core machine
+    running another test file beside this one, the first step's compile alone takes minutes."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         if predicate():
@@ -294,7 +320,7 @@ def test_sigterm_saves_the_current_step_and_exits_cleanly(mnist_data_dir, tmp_pa
     process = _start(log, *_train_args(tmp_path, mnist_data_dir, 10_000, 5_000))
     _wait_for(lambda: log.read_text().count("d_loss=") >= 3, process, log)
     process.send_signal(signal.SIGTERM)
-    process.wait(timeout=120)
+    process.wait(timeout=600)
     output = log.read_text()
     assert process.returncode == 0, output[-3000:]
     steps = _checkpoint_steps(tmp_path)
