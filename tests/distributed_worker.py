@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 from dvd_gan import sharding  # noqa: E402
 from dvd_gan.training import state as state_lib  # noqa: E402
 from dvd_gan.training.step import jit_train_step  # noqa: E402
-from tests.conftest import sgd_like, tiny_config  # noqa: E402
+from tests.conftest import tiny_config  # noqa: E402
 
 GLOBAL_BATCH = 8
 
@@ -40,7 +40,7 @@ def fixed_batch(config, step):
 
 def main():
     sharding.initialize_distributed(coordinator, num_processes, process_id, False)
-    config = sgd_like(tiny_config(num_frames=4, num_classes=3))
+    config = tiny_config(num_frames=4, num_classes=3)
     config.batch_size = GLOBAL_BATCH
     mesh = sharding.make_mesh()
     batch_layout = sharding.stacked_batch_sharding(mesh)
