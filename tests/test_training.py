@@ -58,7 +58,7 @@ def _run_steps(config, devices, num_steps, batch_size=8, model_axis=1):
 
 
 def _assert_updates_close(initial, a, b):
-    """Each tensor of the train states `a` and `b` (or lists of their leaves) agrees within
+    """Each tensor of the train states `a` and `b` agrees within
     UPDATE_RTOL of how far it moved from `initial` (its largest change). A tensor whose
     gradient is zero in exact arithmetic (a convolution's bias before BatchNorm) moves by
     rounding alone: its floor is a thousandth of the largest change in the state. Integers
