@@ -16,20 +16,21 @@ import sys
 out, data_dir, stats_dir = sys.argv[1:4]
 devices, num_processes, process_id = map(int, sys.argv[4:7])
 coordinator = sys.argv[7] if len(sys.argv) > 7 else None
-os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-os.environ["JAX_PLATFORMS"] = "cpu"
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.conftest import tiny_config, xla_flags  # noqa: E402  (imports no JAX)
+
+os.environ["XLA_FLAGS"] = xla_flags(devices)
+os.environ["JAX_PLATFORMS"] = "cpu"
 
 import jax  # noqa: E402
 
 from dvd_gan import models, sharding  # noqa: E402
 from dvd_gan.evaluation.features import I3DFeatures  # noqa: E402
-from dvd_gan.training.generator_evaluation import (  # noqa: E402
+from dvd_gan.generation.evaluation import (  # noqa: E402
     evaluate_generator,
     generate_videos,
     video_sampler,
 )
-from tests.conftest import tiny_config  # noqa: E402
 
 NUM_VIDEOS = 10  # not a multiple of the batch of 4: the last batch is padded
 

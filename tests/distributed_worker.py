@@ -1,4 +1,4 @@
-"""One process of a real multi-process training step, for test_training.py.
+"""One process of a real multi-process training step, for test_step_layouts.py.
 
     python tests/distributed_worker.py OUT.npz DEVICES NUM_PROCESSES PROCESS_ID [COORDINATOR]
 
@@ -13,9 +13,11 @@ import sys
 
 out, devices, num_processes, process_id = sys.argv[1], *map(int, sys.argv[2:5])
 coordinator = sys.argv[5] if len(sys.argv) > 5 else None
-os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-os.environ["JAX_PLATFORMS"] = "cpu"
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.conftest import tiny_config, xla_flags  # noqa: E402  (imports no JAX)
+
+os.environ["XLA_FLAGS"] = xla_flags(devices)
+os.environ["JAX_PLATFORMS"] = "cpu"
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -23,7 +25,6 @@ import numpy as np  # noqa: E402
 from dvd_gan import sharding  # noqa: E402
 from dvd_gan.training import state as state_lib  # noqa: E402
 from dvd_gan.training.step import jit_train_step  # noqa: E402
-from tests.conftest import tiny_config  # noqa: E402
 
 GLOBAL_BATCH = 8
 
