@@ -46,7 +46,7 @@ setup(
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=find_packages(include=["dvd_gan", "dvd_gan.*", "configs"]),
+    packages=find_packages(include=["dvd_gan", "dvd_gan.*"]),
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
 )

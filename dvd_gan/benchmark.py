@@ -52,10 +52,10 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     from dvd_gan import cost, models, sharding
-    from dvd_gan.training.step import DoesNotFitError
+    from dvd_gan.training.memory import DoesNotFitError
 
     config = _CONFIG.value
-    apply_cpu_convolutions(_CPU_CONVOLUTIONS.value, config)
+    apply_cpu_convolutions(_CPU_CONVOLUTIONS.value)
     devices = cost.topology_devices(_TOPOLOGY.value) if _TOPOLOGY.value else jax.devices()
     kind = devices[0].device_kind
     models.resolve_platform_settings(config.model, devices[0].platform)

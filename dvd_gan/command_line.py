@@ -17,17 +17,9 @@ def load_config_file(spec: str):
     return module.get_config(argument) if argument else module.get_config()
 
 
-# Config fields that became something else: the old name -> what to pass instead.
-MOVED_FIELDS = {
-    "config.model.cpu_convolutions": "--cpu_convolutions=xla|ynnpack (a runtime flag: it "
-    "does not change the model)",
-}
-
-
 def explain_override(argv: list[str]) -> str | None:
     """For the first `--config.<path>=...` whose path is not a field: which name is wrong
-    and what the valid names are there (or where a moved field went). None when every path
-    exists."""
+    and what the valid names are there. None when every path exists."""
     spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
     if spec is None or not os.path.exists(spec.partition(":")[0]):
         return None
@@ -36,8 +28,6 @@ def explain_override(argv: list[str]) -> str | None:
         if not arg.startswith("--config."):
             continue
         dotted = arg[2:].split("=", 1)[0]
-        if dotted in MOVED_FIELDS:
-            return f"{dotted} has moved: pass {MOVED_FIELDS[dotted]}."
         node, names = config, dotted.split(".")[1:]
         for depth, name in enumerate(names):
             parent = ".".join(["config", *names[:depth]])
@@ -58,23 +48,11 @@ def define_cpu_convolutions_flag():
     )
 
 
-def apply_cpu_convolutions(flag_value: str, config):
-    """Sets this process's CPU convolution kernels from `--cpu_convolutions`, or from a
-    config file written before the flag existed (its `model.cpu_convolutions`, deprecated,
-    then removed from the config)."""
+def apply_cpu_convolutions(flag_value: str):
+    """Sets this process's CPU convolution kernels from `--cpu_convolutions`."""
     from dvd_gan.compiler import set_cpu_convolutions
 
-    choice = flag_value
-    if "cpu_convolutions" in config.model:
-        choice = config.model.cpu_convolutions
-        with config.unlocked():
-            del config.model["cpu_convolutions"]
-        logging.warning(
-            "config.model.cpu_convolutions is deprecated and will be removed: pass "
-            "--cpu_convolutions=%s instead.",
-            choice,
-        )
-    set_cpu_convolutions(choice)
+    set_cpu_convolutions(flag_value)
 
 
 def fatal(message: str):

@@ -19,8 +19,9 @@ from jax.sharding import Mesh, NamedSharding
 
 from dvd_gan import models, sharding
 from dvd_gan.compiler import jit
+from dvd_gan.training.memory import out_of_memory_explained
 from dvd_gan.training.state import abstract_state, init_state_on_mesh, state_shardings
-from dvd_gan.training.step import jit_train_step, out_of_memory_explained
+from dvd_gan.training.step import jit_train_step
 
 # Dense peak FLOP/s per JAX device, by device kind and compute dtype (vendor figures).
 # TPU v2/v3 devices are single cores; v4 and v5p devices are megacore chips.

@@ -174,9 +174,9 @@ def evaluate_workdir(metrics, extractor, c3d) -> dict:
     from etils import epath
 
     from dvd_gan.evaluation import digits, protocols, scoring
-    from dvd_gan.training import standing_stats
+    from dvd_gan.generation import standing_stats
+    from dvd_gan.generation.evaluation import evaluate_generator, video_sampler
     from dvd_gan.training.checkpointing import restore_generator
-    from dvd_gan.training.generator_evaluation import evaluate_generator, video_sampler
 
     try:
         config, step, ema_params, g_vars = restore_generator(_WORKDIR.value, _STEP.value)

@@ -39,11 +39,11 @@ def main(argv):
     from dvd_gan import sharding
     from dvd_gan.training import loop
     from dvd_gan.training.checkpointing import CheckpointMismatchError
-    from dvd_gan.training.step import DoesNotFitError
+    from dvd_gan.training.memory import DoesNotFitError
 
     quiet_library_logs()
     config = _CONFIG.value
-    apply_cpu_convolutions(_CPU_CONVOLUTIONS.value, config)
+    apply_cpu_convolutions(_CPU_CONVOLUTIONS.value)
     sharding.initialize_distributed(
         _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _FROM_ENVIRONMENT.value
     )

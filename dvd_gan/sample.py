@@ -42,7 +42,7 @@ FORMATS = (".npz", ".gif", ".mp4", ".png")
 def latent_inputs(config, num_videos, seed, truncation, class_id, interpolate):
     import jax.numpy as jnp
 
-    from dvd_gan.training import sampling
+    from dvd_gan.generation import sampling
 
     z, labels = sampling.sample_inputs(config, num_videos, seed, class_id)
     if interpolate:
@@ -66,8 +66,8 @@ def main(argv):
 
     from dvd_gan.data.video_io import write_image, write_video
     from dvd_gan.evaluation.features import real_videos
+    from dvd_gan.generation import sampling, standing_stats
     from dvd_gan.pixels import scale_to_unit_range
-    from dvd_gan.training import sampling, standing_stats
     from dvd_gan.training.checkpointing import restore_generator
 
     try:

@@ -3,7 +3,6 @@
 import jax
 import jax.numpy as jnp
 import pytest
-from conftest import run_module
 
 from dvd_gan.compiler import compiler_options, jit, set_cpu_convolutions
 
@@ -55,27 +54,3 @@ def test_the_process_setting_picks_the_kernels():
     assert "__ynn_fusion" not in jit(_conv_weight_gradient).lower(*_SHAPES).compile().as_text()
     with pytest.raises(ValueError, match="'xla', 'ynnpack'"):
         set_cpu_convolutions("eigen")
-
-
-def test_the_moved_config_field_names_the_flag(tmp_path):
-    result = run_module(
-        "dvd_gan.main", "--config=configs/smoke.py", f"--workdir={tmp_path}",
-        "--config.model.cpu_convolutions=ynnpack", check=False,
-    )  # fmt: skip
-    assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert "--cpu_convolutions" in result.stderr.strip().splitlines()[-1]
-
-
-def test_a_config_file_from_before_the_flag_still_sets_the_kernels():
-    from configs import smoke
-    from dvd_gan.command_line import apply_cpu_convolutions
-
-    config = smoke.get_config()
-    config.model.cpu_convolutions = "ynnpack"
-    config.lock()
-    try:
-        apply_cpu_convolutions("xla", config)
-        assert "cpu_convolutions" not in config.model
-        assert compiler_options(platform="cpu") is None  # ynnpack: nothing to change
-    finally:
-        set_cpu_convolutions("xla")

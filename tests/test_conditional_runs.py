@@ -10,7 +10,7 @@ from conftest import run_module
 from PIL import Image
 
 from dvd_gan.evaluation.features import real_clips
-from dvd_gan.training import sampling
+from dvd_gan.generation import sampling
 from dvd_gan.training.checkpointing import load_config
 
 # Each test needs a subprocess training of its mode, and most another command on top.

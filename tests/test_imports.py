@@ -1,9 +1,13 @@
-"""Imports run one way: command-line tools -> training -> models / data / evaluation ->
-small shared modules. Read from the source (every import, including those inside
-functions), so a backward import fails here before it tangles the package."""
+"""Imports run one way: command-line tools -> training -> generation -> models / data /
+evaluation -> small shared modules, and the package never imports the repository's
+`configs/` (the files a run starts from, not part of the installed package). Read from the
+source (every import, including those inside functions), so a backward import fails here
+before it tangles the package."""
 
 import ast
 import pathlib
+import subprocess
+import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "dvd_gan"
@@ -20,8 +24,9 @@ COMMAND_LINE_TOOLS = {
     "dvd_gan.models.__main__",
 }
 LAYERS = (  # (name, rank): a module may import only modules of its rank or lower
-    ("dvd_gan.cost", 3),  # the benchmark's tooling, used by the benchmark tools
-    ("dvd_gan.training", 2),
+    ("dvd_gan.cost", 4),  # the benchmark's tooling, used by the benchmark tools
+    ("dvd_gan.training", 3),
+    ("dvd_gan.generation", 2),  # the EMA generator, for training and the commands alike
     ("dvd_gan.models", 1),
     ("dvd_gan.data", 1),
     ("dvd_gan.evaluation", 1),
@@ -30,7 +35,7 @@ LAYERS = (  # (name, rank): a module may import only modules of its rank or lowe
 
 def rank(module: str) -> int:
     if module in COMMAND_LINE_TOOLS:
-        return 4
+        return 5
     for prefix, value in LAYERS:
         if module == prefix or module.startswith(prefix + "."):
             return value
@@ -51,7 +56,7 @@ def imported_modules(path: pathlib.Path) -> set[str]:
             names.add(node.module)
             # `from dvd_gan.training import loop` imports dvd_gan.training.loop.
             names.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return {n for n in names if n.startswith("dvd_gan") and _exists(n)}
+    return {n for n in names if n.split(".")[0] in ("dvd_gan", "configs") and _exists(n)}
 
 
 def _exists(module: str) -> bool:
@@ -69,9 +74,29 @@ def test_no_import_runs_backwards():
     assert not backwards, "\n".join(backwards)
 
 
+def test_the_package_does_not_import_the_config_files():
+    importers = [
+        module_name(path)
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if any(m.split(".")[0] == "configs" for m in imported_modules(path))
+    ]
+    assert not importers, importers
+
+
+def test_setup_installs_no_configs_package(tmp_path):
+    """A top-level package named `configs` in site-packages would shadow, or be shadowed
+    by, any other distribution's: setuptools' own package list has dvd_gan alone."""
+    subprocess.run(
+        [sys.executable, "setup.py", "-q", "egg_info", f"--egg-base={tmp_path}"],
+        cwd=ROOT, check=True, capture_output=True,
+    )  # fmt: skip
+    (info,) = tmp_path.glob("*.egg-info")
+    assert (info / "top_level.txt").read_text().split() == ["dvd_gan"]
+
+
 def test_the_checker_sees_a_backward_import(tmp_path):
     """The rule above can fail: an evaluation module importing training is caught."""
     module = tmp_path / "bad.py"
-    module.write_text("def f():\n    from dvd_gan.training import loop\n")
-    assert "dvd_gan.training.loop" in imported_modules(module)
+    module.write_text("def f():\n    from dvd_gan.training import loop\n    import configs.smoke\n")
+    assert {"dvd_gan.training.loop", "configs.smoke"} <= imported_modules(module)
     assert rank("dvd_gan.training.loop") > rank("dvd_gan.evaluation.features")

@@ -1,6 +1,6 @@
-"""DVD-GAN's networks: `build(model_config)` returns (generator, spatial_d, temporal_d)."""
+"""DVD-GAN's networks: `build(model_config)` returns (generator, spatial_d, temporal_d),
+defined in `generator.py` and `discriminators.py`."""
 
-from dvd_gan.models.discriminators import SpatialDiscriminator, TemporalDiscriminator
 from dvd_gan.models.factory import (
     build,
     count_parameters,
@@ -9,14 +9,10 @@ from dvd_gan.models.factory import (
     resolve_dtype,
     resolve_platform_settings,
 )
-from dvd_gan.models.generator import Generator
 from dvd_gan.models.layers import SPECTRAL_STATS
 
 __all__ = [
     "SPECTRAL_STATS",
-    "Generator",
-    "SpatialDiscriminator",
-    "TemporalDiscriminator",
     "build",
     "count_parameters",
     "example_inputs",

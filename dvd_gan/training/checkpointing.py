@@ -25,7 +25,6 @@ from absl import logging
 from etils import epath
 from jax.experimental import multihost_utils
 
-from configs import default as default_config
 from dvd_gan.compiler import jit
 from dvd_gan.training.state import TrainState, abstract_state, init_state
 
@@ -98,9 +97,6 @@ class Checkpointer:
         copied off the devices)."""
         args = {name: ocp.args.StandardSave(tree) for name, tree in to_items(state).items()}
         self.manager.save(step, args=ocp.args.Composite(**args), force=True)
-
-    def latest_step(self) -> int | None:
-        return self.manager.latest_step()
 
     def restore(
         self, abstract_state: TrainState, items=ITEMS, step: int | None = None
@@ -178,21 +174,12 @@ def save_config(config: ml_collections.ConfigDict, workdir: epath.Path):
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
-    """The resolved config a run saved in its workdir. Fields added to the project since
-    the run was made take their defaults, which keep the behaviour the run had."""
+    """The resolved config a run saved in its workdir (every field, as `save_config`
+    wrote it)."""
     path = epath.Path(workdir) / "config.json"
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: is {workdir} a dvd_gan.main workdir?")
-    config = ml_collections.ConfigDict(json.loads(path.read_text()))
-    defaults = default_config.get_config().copy_and_resolve_references()
-    for section, fields in defaults.items():
-        if not isinstance(fields, ml_collections.ConfigDict) or section not in config:
-            continue
-        for name, value in fields.items():
-            if name not in config[section]:
-                logging.info("%s has no %s.%s; using the default %r.", path, section, name, value)
-                config[section][name] = value
-    return config
+    return ml_collections.ConfigDict(json.loads(path.read_text()))
 
 
 def restore_generator(workdir: str, step: int | None = None):

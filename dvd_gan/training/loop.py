@@ -7,7 +7,6 @@ sample grids, fixed z), `eval/step_<step>.json` (in-training FVD with its protoc
 samples, all take part in checkpointing.
 """
 
-import json
 import signal
 import threading
 
@@ -20,13 +19,11 @@ from etils import epath
 
 from dvd_gan import models, sharding
 from dvd_gan.data.pipeline import ClipPipeline
-from dvd_gan.data.video_io import write_image, write_video
-from dvd_gan.evaluation.features import I3DFeatures
-from dvd_gan.training import sampling, standing_stats
 from dvd_gan.training.checkpointing import Checkpointer, from_items, save_config
-from dvd_gan.training.generator_evaluation import evaluate_generator, video_sampler
+from dvd_gan.training.generator_reports import GeneratorReports
+from dvd_gan.training.memory import out_of_memory_explained
 from dvd_gan.training.state import TrainState, abstract_state, init_state_on_mesh, state_shardings
-from dvd_gan.training.step import jit_train_step, out_of_memory_explained
+from dvd_gan.training.step import jit_train_step
 
 
 class PreemptionFlag:
@@ -123,84 +120,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             )
         )
 
-    # -- Samples: fixed z (and conditioning frames for DVD-GAN-FP) for comparable grids.
-    sampler = sampling.make_sampler(config)
-    sample_z, sample_labels = sampling.sample_inputs(config, config.train.num_samples, config.seed)
-    sample_conditioning = None
-    c = config.model.num_conditioning_frames
-    if c:
-        held_out = ClipPipeline(
-            config.data, config.data.eval_split, batch_size=config.train.num_samples, train=False
-        )
-        sample_conditioning = held_out.batch(0)["videos"][:, :c]  # already in [-1, 1]
-
-    # -- The EMA generator's own BatchNorm statistics, once per step that samples or evaluates.
-    standing = standing_stats.StandingStatistics(config, mesh)
-    standing_conditioning = standing_stats.real_conditioning(config, mesh)
-    sampling_variables = {}
-
-    def generator_variables(step: int) -> dict:
-        """G's variables for sampling the EMA weights at `step`."""
-        if step not in sampling_variables:
-            sampling_variables.clear()
-            sampling_variables[step] = standing(
-                state.ema_params,
-                state.generator,
-                standing_stats.standing_key(config, step),
-                standing_conditioning,
-            )
-        return sampling_variables[step]
-
-    def write_samples(step: int):
-        generated = np.asarray(
-            sampler(
-                state.ema_params,
-                generator_variables(step),
-                sample_z,
-                sample_labels,
-                sample_conditioning,
-            )
-        )
-        if not is_chief:
-            return
-        grid = sampling.sample_grids(
-            generated, np.asarray(sample_labels), config.model.num_classes, sample_conditioning
-        )
-        directory = workdir / "samples"
-        directory.mkdir(exist_ok=True)
-        write_video(str(directory / f"step_{step:07d}.gif"), grid.video, fps=8)
-        frames = grid.frames
-        write_image(str(directory / f"step_{step:07d}.png"), frames)
-        writer.write_images(step, {"samples": frames[None]})
-
-    # -- Evaluation: FVD of the EMA generator against the eval split (real statistics cached).
-    extractor = eval_sampler = None
-
-    def evaluate(step: int):
-        nonlocal extractor, eval_sampler
-        extractor = extractor or I3DFeatures(config.eval.batch_size)
-        eval_sampler = eval_sampler or video_sampler(config, mesh)
-        result = evaluate_generator(
-            config,
-            state.ema_params,
-            generator_variables(step),
-            metrics=("fvd", "diversity", "motion"),
-            num_videos=config.eval.num_videos,
-            split=config.data.eval_split,
-            extractor=extractor,
-            seed=config.seed,
-            sampler=eval_sampler,
-        )
-        logging.info("Step %d: FVD %.2f (%d videos)", step, result["fvd"], config.eval.num_videos)
-        if is_chief:
-            (workdir / "eval").mkdir(exist_ok=True)
-            (workdir / "eval" / f"step_{step:07d}.json").write_text(json.dumps(result, indent=2))
-            scalars = ("fvd", "diversity", "motion")
-            writer.write_scalars(step, {f"eval/{name}": result[name] for name in scalars})
-
-    def evaluate_now(step: int) -> bool:
-        every = config.eval.every
-        return every > 0 and (step % every == 0 or step == config.train.num_steps)
+    # -- Reports on the EMA generator: sample grids and in-training FVD.
+    reports = GeneratorReports(config, mesh, workdir, writer)
 
     # -- Loop.
     preemption = PreemptionFlag()
@@ -209,8 +130,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     step = start_step
     logging.info("Training from step %d to %d.", start_step, config.train.num_steps)
     with metric_writers.ensure_flushes(writer):
-        if step == 0 and evaluate_now(0):
-            evaluate(0)
+        if step == 0 and reports.evaluation_due(0):
+            reports.evaluate(state, 0)
         while step < config.train.num_steps:
             local = [next(batches) for _ in range(config.train.d_steps)]
             batch = sharding.global_batch(
@@ -234,10 +155,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                 writer.write_scalars(step, window)
             if checkpoint_now or stop:
                 checkpointer.save(state, step)
-            if last or step % config.train.sample_every == 0:
-                write_samples(step)
-            if evaluate_now(step):
-                evaluate(step)
+            if reports.samples_due(step):
+                reports.write_samples(state, step)
+            if reports.evaluation_due(step):
+                reports.evaluate(state, step)
             if stop:
                 logging.warning("Stopping at step %d on a preemption request.", step)
                 break

@@ -9,8 +9,8 @@ from dvd_gan.data.pipeline import tfds_name
 from dvd_gan.evaluation import digits, i3d, pixel_statistics, protocols, video_metrics
 from dvd_gan.evaluation import features as features_lib
 from dvd_gan.evaluation.data_parallel import DataParallel
+from dvd_gan.generation import sampling
 from dvd_gan.pixels import scale_to_unit_range
-from dvd_gan.training import sampling
 
 
 def video_sampler(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> DataParallel:
