@@ -1,6 +1,6 @@
 """The main job: DVD-GAN on the embedded Moving MNIST (`moving_mnist_local`: two real MNIST
 digits bouncing in a 64x64 frame, made locally; nothing is downloaded), resized to 32x32,
-8 frames, sized to train on a 2-core CPU in under 20 minutes.
+8 frames, sized to train on a 2-core CPU within the time docs/benchmarks.md records.
 
 Variants, each the paper's mode on data where the right answer is known (one labelled
 digit per clip, `moving_mnist_local/single`; dvd_gan/evaluation/digits.py checks them):
@@ -13,11 +13,11 @@ digit per clip, `moving_mnist_local/single`; dvd_gan/evaluation/digits.py checks
 The architecture, losses, 2 D steps per G step, Adam betas and EMA are the paper's. What
 differs, and why (docs/design.md, section 5):
 - the ConvGRU candidate is tanh, not ReLU: with ReLU the recurrent state of the second
-  and third ConvGRU grew about 60-fold within a few hundred steps, carried almost no z,
+  and third ConvGRU grew many-fold within a few hundred steps, carried almost no z,
   and reached the output through the blocks' skip convolutions: every z gave the same
   video, its shapes morphing over time;
 - widths: G and D at 16 channels with thinner multipliers than the 32x32 row of the
-  table, which costs 2.7x more per step here;
+  table, which costs several times more per step here;
 - D_T sees 16x16 frames (avg2x2; digits 7 pixels tall) and keeps all 8 time
   steps (no time pooling in its 3D blocks), so it judges frame-to-frame motion; D_S
   scores k = 4 of the 8 frames;
@@ -65,8 +65,8 @@ def get_config(variant: str = "unconditional"):
     config.train.sample_every = 200
     config.train.num_samples = 16
     if variant != "unconditional":
-        # Fewer steps than the main job: each job stays within 20 minutes on the slower
-        # 2-core machines (docs/benchmarks.md), with the classifier's evaluation after it.
+        # Fewer steps than the main job, so that each job, with the classifier's evaluation
+        # after it, takes about as long on a 2-core CPU (docs/benchmarks.md).
         config.data.builder_config = "single"
         config.train.num_steps = 1000
     if variant == "conditional":

@@ -6,9 +6,8 @@
 #   ./launch/cost_table.sh OUTDIR [CONFIG ...]        # default: every paper config
 #   TOPOLOGIES="v3:2x2 v5e:2x2" REMATS="none full" ./launch/cost_table.sh OUTDIR
 #
-# Each compile is long and needs many GB of host memory (docs/benchmarks.md has the
-# figures); configs/ucf101.py, and remat=full for bair_fp and 12x128, needed more than a
-# 24 GB host had (more than 22 GB for UCF-101, whichever its frame or class count).
+# Each compile is long and needs many GB of host memory; docs/benchmarks.md has the
+# figures, and the compiles a 24 GB host could not finish.
 # Files already in OUTDIR are kept, so an interrupted run picks up where it stopped.
 # Per-core memory does not depend on the slice size (the state is replicated and the batch
 # per core is fixed), so the smallest slice of each generation stands for all of them.

@@ -42,7 +42,8 @@ def conv_general_dilated(
     end of the discriminators), as a matmul of patches and kernel.
 
     Why the second: XLA's CPU backend turns such a convolution around (the input becomes
-    the window) and runs it about 100x slower than the same patches x kernel matmul. The
+    the window) and runs it far slower than the same patches x kernel matmul
+    (docs/benchmarks.md). The
     patches of so small an input cost at most kernel-size times the input's memory, on
     every backend.
     lhs: [N, *spatial, Cin], rhs: [*kernel, Cin, Cout] -> [N, *spatial, Cout].
@@ -94,8 +95,8 @@ class TimeStackedConv(nn.Module):
     """A 'SAME' 3D convolution computed as a 2D one: the kt time-neighbours of every frame
     are stacked along channels, and the (kt, kh, kw, Cin, Cout) kernel becomes a
     (kh, kw, kt * Cin, Cout) one. Same parameters (names, shapes, init) and same result as
-    `nn.Conv` with a 3D kernel; on the CPU it runs about 5x faster, because XLA's CPU
-    backend has a fast path for 2D convolutions and none for 3D ones.
+    `nn.Conv` with a 3D kernel; on the CPU it runs faster (docs/benchmarks.md), because
+    XLA's CPU backend has a fast path for 2D convolutions and none for 3D ones.
 
     x: [N, T, H, W, Cin] -> [N, T, H, W, features].
     """
