@@ -74,7 +74,9 @@ def main(argv):
         config, step, ema_params, g_vars = restore_generator(_WORKDIR.value, _STEP.value)
     except FileNotFoundError as e:
         fatal(str(e))
-    g_vars = standing_stats.cached(_WORKDIR.value, config, step, ema_params, g_vars)
+    g_vars = standing_stats.cached(
+        _WORKDIR.value, config, step, ema_params, g_vars, _TRUNCATION.value
+    )
     n = _NUM_VIDEOS.value
     z, labels = latent_inputs(
         config, n, _SEED.value, _TRUNCATION.value, _CLASS_ID.value, _INTERPOLATE.value

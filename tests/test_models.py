@@ -11,7 +11,7 @@ from conftest import tiny_config
 
 from dvd_gan import losses, models
 from dvd_gan.models.blocks import DiscriminatorBlock, GeneratorBlock
-from dvd_gan.models.conv_gru import _ConvGRURecurrence
+from dvd_gan.models.conv_gru import ConvGRU, _ConvGRURecurrence
 from dvd_gan.models.layers import (
     SPECTRAL_STATS,
     ConditionalBatchNorm,
@@ -388,6 +388,26 @@ def test_conv_gru_matches_the_equations(constant_input, zero_state, candidate):
     activation = {"relu": jax.nn.relu, "tanh": jnp.tanh}[candidate]
     expected = _reference_gru(params, x_seq, h0, activation)
     np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_bfloat16_conv_gru_keeps_its_state_in_float32():
+    """48 steps in bfloat16 against float32, same parameters and inputs: the state stays
+    within 0.45% (mean relative error) at every step from the 8th on. Measured: 0.36-0.38%
+    with the state kept in float32; rounding it to bfloat16 at every step gives 0.55%,
+    which fails. (The error does not grow over the steps either way: the GRU contracts.)"""
+    steps = 48
+    x = jax.random.normal(jax.random.key(1), (4, steps, 8, 8, 16))
+    h0 = jax.random.normal(jax.random.key(2), (4, 8, 8, 16))
+
+    def gru(dtype):
+        return ConvGRU(16, candidate_activation="tanh", dtype=dtype)
+
+    variables = gru(jnp.float32).init(KEY, x, h0, steps, False)
+    reference = gru(jnp.float32).apply(variables, x, h0, steps, False)
+    bf16 = gru(jnp.bfloat16).apply(variables, x, h0, steps, False)
+    error = jnp.mean(jnp.abs(bf16.astype(jnp.float32) - reference), axis=(0, 2, 3, 4))
+    relative = np.asarray(error / jnp.mean(jnp.abs(reference), axis=(0, 2, 3, 4)))
+    assert relative[7:].max() <= 4.5e-3, relative
 
 
 def test_bilinear_upsampling_matches_jax_image_resize():

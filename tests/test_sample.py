@@ -1,13 +1,12 @@
 """`python -m dvd_gan.sample`: files that read back, determinism, options."""
 
-import json
-
 import av
 import jax
 import numpy as np
 from conftest import run_module
 
 from dvd_gan import sharding
+from dvd_gan.generation import standing_stats
 from dvd_gan.training import state as state_lib
 from dvd_gan.training.checkpointing import load_config, restore_generator
 
@@ -73,10 +72,28 @@ def test_step_zero_is_the_runs_initial_state(smoke_workdir):
             np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
-def test_a_config_saved_before_a_field_existed_gets_its_default(tmp_path):
-    saved = {"model": {"ch": 4}, "eval": {}, "train": {"num_steps": 3}}
-    (tmp_path / "config.json").write_text(json.dumps(saved))
-    config = load_config(str(tmp_path))
-    assert config.model.ch == 4 and config.train.num_steps == 3
-    assert config.model.gru_candidate_activation == "relu"
-    assert config.eval.standing_stats_batches == 16
+def test_loop_and_commands_use_the_same_standing_statistics(smoke_workdir):
+    """The loop's standing statistics (on its mesh of eight devices) and the cached ones of
+    the sample and evaluate commands (no mesh) are the same for a step, also when
+    eval.batch_size (4 here) does not fill the mesh's data axis. A truncated z has its
+    own statistics, computed with z of that scale and cached under another name."""
+    config = load_config(str(smoke_workdir))
+    _, step, ema, g_vars = restore_generator(str(smoke_workdir))
+    assert standing_stats.batch_size(config) % 8 != 0
+    mesh = sharding.make_mesh(devices=jax.devices()[:8])
+    on_mesh = jax.device_put((ema, g_vars), sharding.replicated(mesh))
+    key = standing_stats.standing_key(config, step)
+    loop = standing_stats.StandingStatistics(config, mesh)(*on_mesh, key)
+    commands = standing_stats.cached(str(smoke_workdir), config, step, ema, g_vars)
+    truncated = standing_stats.cached(str(smoke_workdir), config, step, ema, g_vars, 0.5)
+    expected = standing_stats.StandingStatistics(config, truncation=0.5)(ema, g_vars, key)
+    pairs = [(loop, commands, True), (truncated, expected, True), (truncated, commands, False)]
+    for a, b, equal in pairs:
+        leaves = zip(
+            jax.tree_util.tree_leaves(a["batch_stats"]),
+            jax.tree_util.tree_leaves(b["batch_stats"]),
+            strict=True,
+        )
+        same = [np.allclose(x, y, rtol=1e-5, atol=1e-6) for x, y in leaves]
+        assert all(same) if equal else not any(same)
+    assert len(list((smoke_workdir / "standing_stats").glob(f"step_{step:07d}_*"))) >= 2

@@ -244,7 +244,8 @@ def accumulation_gradients():
     """The gradients that the step's D and G updates apply with 2 micro-batches of a
     4-clip class-conditional batch (read off the parameters' change), what the definition
     gives (the mean of each micro-batch's gradient of its loss, G normalising each
-    micro-batch by its own statistics), and the whole batch's gradient."""
+    micro-batch by its own statistics), and the whole batch's gradient; and G's BatchNorm
+    running averages after its update, with each micro-batch's."""
     config = tiny_config(16, num_frames=4, num_classes=3, temporal_d_input="random_half_crop")
     config.batch_size, config.train.accumulation_steps = 4, 2
     parts = dataclasses.replace(
@@ -265,14 +266,17 @@ def accumulation_gradients():
         rows = jnp.arange(4)
         given = dict(state=state, key=key, rngs=rngs)
 
-        def mean_over(loss, params, inputs, parts):
-            micro = [
+        def per_micro_batch(loss, params, inputs, parts):
+            """[(gradient, aux) of micro-batch 0, (gradient, aux) of micro-batch 1]."""
+            return [
                 jax.grad(loss, has_aux=True)(
                     params, *[x[j::2] for x in inputs], j, **given, parts=parts
-                )[0]
+                )
                 for j in range(2)
             ]
-            return jax.tree_util.tree_map(lambda a, b: (a + b) / 2, *micro)
+
+        def mean(a, b):
+            return jax.tree_util.tree_map(lambda x, y: (x + y) / 2, a, b)
 
         d_params = discriminator_params(state)
         updated, _ = discriminator_update(state, videos, labels, key, parts)
@@ -281,26 +285,38 @@ def accumulation_gradients():
             "applied": jax.tree_util.tree_map(
                 jnp.subtract, d_params, discriminator_params(updated)
             ),
-            "defined": mean_over(discriminator_batch_loss, d_params, d_inputs, parts),
+            "defined": mean(
+                *[
+                    gradient
+                    for gradient, _ in per_micro_batch(
+                        discriminator_batch_loss, d_params, d_inputs, parts
+                    )
+                ]
+            ),
             "whole": jax.grad(discriminator_batch_loss, has_aux=True)(
                 d_params, *d_inputs, 0, **given, parts=whole
             )[0],
         }
         g_params = state.generator["params"]
         updated, _ = generator_update(state, labels, None, key, parts)
+        micro = per_micro_batch(
+            lambda p, z, y, r, j, **kw: generator_batch_loss(p, z, y, None, r, j, **kw),
+            g_params,
+            (z, labels, rows),
+            parts,
+        )
         g = {
             "applied": jax.tree_util.tree_map(jnp.subtract, g_params, updated.generator["params"]),
-            "defined": mean_over(
-                lambda p, z, y, r, j, **kw: generator_batch_loss(p, z, y, None, r, j, **kw),
-                g_params,
-                (z, labels, rows),
-                parts,
-            ),
+            "defined": mean(*[gradient for gradient, _ in micro]),
             "whole": jax.grad(generator_batch_loss, has_aux=True)(
                 g_params, z, labels, None, rows, 0, **given, parts=whole
             )[0],
         }
-        return {"discriminator": d, "generator": g}
+        running_averages = {
+            "after_update": updated.generator["batch_stats"],
+            "per_micro_batch": [stats["batch_stats"] for _, (_, stats) in micro],
+        }
+        return {"discriminator": d, "generator": g, "running_averages": running_averages}
 
     return jax.device_get(gradients(state, videos, labels, jax.random.key(2)))
 
@@ -328,6 +344,23 @@ def test_accumulated_gradient_is_the_mean_of_the_micro_batches_gradients(
         np.testing.assert_allclose(a, d, rtol=0, atol=1e-4 * scale, err_msg=str(path))
         furthest_from_whole = max(furthest_from_whole, np.abs(w - d).max() / scale)
     assert furthest_from_whole > 1e-2, furthest_from_whole
+
+
+def test_accumulated_g_update_averages_the_micro_batches_running_averages(
+    accumulation_gradients,
+):
+    """G's BatchNorm running averages after an accumulated update are the mean of the
+    micro-batches' (each old * m + (1 - m) * its statistics), not the last one's."""
+    averages = accumulation_gradients["running_averages"]
+    first, last = averages["per_micro_batch"]
+    paths = jax.tree_util.tree_leaves_with_path(averages["after_update"])
+    assert len(paths) >= 10
+    for (path, got), a, b in zip(
+        paths, jax.tree_util.tree_leaves(first), jax.tree_util.tree_leaves(last), strict=True
+    ):
+        np.testing.assert_allclose(got, (a + b) / 2, rtol=1e-6, atol=1e-7, err_msg=str(path))
+    leaves = zip(jax.tree_util.tree_leaves(first), jax.tree_util.tree_leaves(last), strict=True)
+    assert any(not np.allclose(a, b, rtol=1e-3) for a, b in leaves)
 
 
 def test_accumulation_that_does_not_split_the_batch_is_refused():

@@ -77,18 +77,22 @@ class _ConvGRURecurrence(nn.Module):
             x_terms = [x_t[:, 0] for x_t in jnp.split(x_terms, num_steps, axis=1)]
 
         activation = CANDIDATE_ACTIVATIONS[self.candidate_activation]
-        h = None if h0 is None else cast(h0)
+        # The state h is kept in float32 whatever the compute dtype (the usual mixed-
+        # precision policy for a recurrence): the convolutions read it in self.dtype, but
+        # the update u . h + (1 - u) . c is not rounded to bfloat16 at each of T steps.
+        h = None if h0 is None else jnp.asarray(h0, jnp.float32)
         outputs = []
         for x_term in x_terms:
             x_gates, x_candidate = jnp.split(x_term, [2 * ch], axis=-1)
             if h is None:  # Zero initial state: every h-term vanishes at the first step.
-                update = jax.nn.sigmoid(jnp.split(x_gates, 2, axis=-1)[1])
-                h = (1.0 - update) * activation(x_candidate)
+                update = jax.nn.sigmoid(jnp.split(x_gates, 2, axis=-1)[1]).astype(jnp.float32)
+                h = (1.0 - update) * activation(x_candidate).astype(jnp.float32)
             else:
-                reset, update = jnp.split(jax.nn.sigmoid(x_gates + _conv2d(h, gates_h)), 2, -1)
-                candidate = activation(x_candidate + _conv2d(reset * h, candidate_h))
-                h = update * h + (1.0 - update) * candidate
-            outputs.append(h)
+                gates = x_gates + _conv2d(cast(h), gates_h)
+                reset, update = jnp.split(jax.nn.sigmoid(gates.astype(jnp.float32)), 2, -1)
+                candidate = activation(x_candidate + _conv2d(cast(reset * h), candidate_h))
+                h = update * h + (1.0 - update) * candidate.astype(jnp.float32)
+            outputs.append(cast(h))
         return jnp.stack(outputs, axis=1)
 
 

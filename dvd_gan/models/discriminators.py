@@ -52,8 +52,11 @@ class FrameScorer(nn.Module):
                 dtype=self.dtype,
                 name=f"block{i}",
             )(x, update_stats)  # positional: static under remat
-        h = jnp.sum(nn.relu(x), axis=(1, 2))
-        score = SNDense(1, sn_steps=self.sn_steps, dtype=self.dtype, name="linear")(
+        # The head (pooling, linear output, projection) runs in float32 whatever the
+        # compute dtype, as the logits of mixed-precision training do: a score is a sum
+        # over every position and channel, which bfloat16 would round to 3 digits.
+        h = jnp.sum(nn.relu(x.astype(jnp.float32)), axis=(1, 2))
+        score = SNDense(1, sn_steps=self.sn_steps, dtype=jnp.float32, name="linear")(
             h, update_stats=update_stats
         )[:, 0]
         if self.num_classes > 0:
@@ -61,11 +64,11 @@ class FrameScorer(nn.Module):
                 self.num_classes,
                 h.shape[-1],
                 sn_steps=self.sn_steps,
-                dtype=self.dtype,
+                dtype=jnp.float32,
                 name="projection",
             )(labels, update_stats=update_stats)
             score = score + jnp.sum(embedding * h, axis=-1)
-        return score.astype(jnp.float32)
+        return score
 
 
 def clip_keys(key, rows, batch_size: int):

@@ -26,9 +26,12 @@ def micro_batches(batch, steps: int, mesh: Mesh | None = None):
 def accumulated_gradients(grad_fn, params, batch, steps: int, mesh: Mesh | None = None):
     """`grad_fn(params, *batch, index) -> (grads, (metrics, *state))` over the whole batch,
     as `steps` micro-batches run one after another (a scan, so only one micro-batch's
-    activations are live) whose gradients and metrics are averaged; the other outputs are
-    the last micro-batch's. With equal micro-batches and a loss that is a mean over rows,
-    the averaged gradient is the full batch's.
+    activations are live) whose gradients, metrics and other outputs are averaged. With
+    equal micro-batches and a loss that is a mean over rows, the averaged gradient is the
+    full batch's. The other outputs are network state: a BatchNorm running average
+    m * old + (1 - m) * s_j averages to the step that the micro-batches' mean statistics
+    give, and spectral-norm vectors, computed from the same weights in every micro-batch,
+    average to themselves. Integer outputs are the last micro-batch's.
 
     With a `mesh`, the micro-batches are constrained to keep each one's rows split over
     its data axis (`micro_batches`), so that no partitioner's choice can gather a
@@ -48,4 +51,7 @@ def accumulated_gradients(grad_fn, params, batch, steps: int, mesh: Mesh | None 
     zeros = jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape, x.dtype), (params, metric_shapes))
     (grads, metrics), rest = jax.lax.scan(body, zeros, (jnp.arange(steps), micro))
     average = jax.tree_util.tree_map(lambda x: x / steps, (grads, metrics))
-    return average[0], (average[1], *jax.tree_util.tree_map(lambda x: x[-1], rest))
+    rest = jax.tree_util.tree_map(
+        lambda x: jnp.mean(x, axis=0) if jnp.issubdtype(x.dtype, jnp.floating) else x[-1], rest
+    )
+    return average[0], (average[1], *rest)
