@@ -196,6 +196,66 @@ def test_standing_statistics_are_the_ema_generators_batch_statistics():
     assert StandingStatistics(off)(ema, g_vars, key) is g_vars
 
 
+def test_r1_penalty_and_the_spectral_norm_vectors_of_the_updates():
+    """In D's loss, R1 adds 0.5 * gamma * r1_every times the mean over real clips of
+    |d(D_S + D_T)/d pixels|^2 (computed here directly, with the same random frames and
+    crops; planted, a scale without r1_every fails); D's spectral-norm vectors after its
+    loss are the same with R1 as without. G's update leaves every D vector untouched."""
+    config = tiny_config(16, num_frames=4, num_classes=3, temporal_d_input="random_half_crop")
+    config.train.r1_gamma, config.train.r1_every = 2.0, 4
+    parts = StepParts.from_config(config, None)
+    off = dataclasses.replace(parts, train=config.train.copy_and_resolve_references())
+    off.train.r1_gamma = 0.0
+    state = state_lib.init_state(config, jax.random.key(0))
+    videos = jax.random.uniform(jax.random.key(1), (4, 4, 16, 16, 3), minval=-1, maxval=1)
+    labels = jnp.array([0, 1, 2, 1])
+
+    @jax.jit
+    def losses_and_vectors(state, videos, labels, key):
+        z, rngs = update_inputs(key, 4, parts)
+        rows = jnp.arange(4)
+        args = (discriminator_params(state), videos, z, labels, rows, 0)
+        given = dict(state=state, key=key, rngs=rngs)
+        with_r1, (metrics, *d_stats, _) = discriminator_batch_loss(*args, **given, parts=parts)
+        without, (_, *d_stats_without, _) = discriminator_batch_loss(*args, **given, parts=off)
+
+        def total_score(v):
+            ds = parts.spatial_d.apply(state.spatial_d, v, labels, rows=rows, rngs=rngs)
+            dt = parts.temporal_d.apply(state.temporal_d, v, labels, rows=rows, rngs=rngs)
+            return jnp.sum(ds + dt)
+
+        pixel_grads = jax.grad(total_score)(videos)
+        direct = jnp.mean(jnp.sum(jnp.square(pixel_grads), axis=(1, 2, 3, 4)))
+        after_g, _ = generator_update(state, labels, None, key, parts)
+        return {
+            "with_r1": with_r1,
+            "without": without,
+            "penalty": metrics["r1_penalty"],
+            "direct": direct,
+            "d_stats": d_stats,
+            "d_stats_without": d_stats_without,
+            "d_after_g": (after_g.spatial_d, after_g.temporal_d),
+        }
+
+    out = jax.device_get(losses_and_vectors(state, videos, labels, jax.random.key(2)))
+    assert out["penalty"] > 0
+    np.testing.assert_allclose(out["penalty"], out["direct"], rtol=1e-4)
+    np.testing.assert_allclose(
+        out["with_r1"] - out["without"], 0.5 * 2.0 * 4 * out["penalty"], rtol=1e-4
+    )
+    for a, b in zip(
+        jax.tree_util.tree_leaves(out["d_stats"]),
+        jax.tree_util.tree_leaves(out["d_stats_without"]),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a, b)
+    before = jax.device_get((state.spatial_d, state.temporal_d))
+    for a, b in zip(
+        jax.tree_util.tree_leaves(before), jax.tree_util.tree_leaves(out["d_after_g"]), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_accumulated_discriminator_gradient_equals_the_full_batch_one():
     """D has no BatchNorm and draws each clip's random frames (D_S) and crop (D_T) from its
     row in the whole batch: on the same clips, two micro-batches' averaged gradients are the
