@@ -32,6 +32,7 @@ def _readme_parameter_table():
     return table
 
 
+@pytest.mark.slow
 def test_readme_parameter_table_matches_every_paper_config():
     table = _readme_parameter_table()
     assert sorted(table) == sorted(PAPER_CONFIGS)

@@ -50,6 +50,7 @@ def _scorer(real, fake, extractor, cache_dir, name="dvd_gan", measured=("fvd",),
     )
 
 
+@pytest.mark.slow
 def test_png_folders_give_the_clips_and_features_of_the_npz(clips, extractor, tmp_path):
     np.savez(tmp_path / "clips.npz", videos=clips[:6])
     _write_png_clips(tmp_path / "png", clips[:6])
@@ -180,6 +181,7 @@ def test_real_features_are_cached_per_fingerprint(clips, extractor, tmp_path):
     assert other["protocol"]["fvd"]["fingerprint"] != first["protocol"]["fvd"]["fingerprint"]
 
 
+@pytest.mark.slow
 def test_runs_have_error_bars_and_their_mean_is_that_of_single_runs(clips, extractor, tmp_path):
     np.savez(tmp_path / "real.npz", videos=clips[:8])
     np.savez(tmp_path / "fake.npz", videos=clips[8:16])
@@ -207,6 +209,7 @@ def test_runs_have_error_bars_and_their_mean_is_that_of_single_runs(clips, extra
     assert three["protocol"]["fvd"]["num_runs"] == 3
 
 
+@pytest.mark.slow
 def test_kernel_distance_is_unbiased_and_orders_distances(extractor, clips):
     rng = np.random.default_rng(0)
     population = rng.normal(size=(4000, 16)) * 3.0

@@ -22,6 +22,7 @@ def black_and_white(extractor):
     return extractor(black), extractor(white)
 
 
+@pytest.mark.slow
 def test_i3d_logits_of_a_black_video_match_tf_hub(black_and_white):
     logits = black_and_white[0]["logits"]
     assert logits.shape == (16, 400)
@@ -73,6 +74,7 @@ def test_inception_score_on_known_predictions():
     np.testing.assert_allclose(metrics.inception_score(same, splits=5)[0], 1.0, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_fvd_prefers_real_motion_to_frames_shuffled_in_time(extractor, mnist_data_dir):
     config = tiny_config(resolution=32, num_frames=16)
     config.data.data_dir = mnist_data_dir
@@ -100,6 +102,7 @@ def _write_c3d_weights(path, broken=None):
     np.savez(path, **arrays)
 
 
+@pytest.mark.slow
 def test_c3d_weights_load_and_score(tmp_path):
     _write_c3d_weights(tmp_path / "c3d.npz")
     model = c3d.C3DLogits(str(tmp_path / "c3d.npz"), batch_size=2)
@@ -114,6 +117,7 @@ def test_c3d_weights_load_and_score(tmp_path):
         c3d.load_weights(str(tmp_path / "missing.npz"))
 
 
+@pytest.mark.slow
 def test_in_training_fvd_is_logged_with_its_protocol(smoke_workdir):
     for step in (0, 2):
         result = json.loads((smoke_workdir / "eval" / f"step_{step:07d}.json").read_text())
@@ -127,6 +131,7 @@ def test_in_training_fvd_is_logged_with_its_protocol(smoke_workdir):
             assert result[name] >= 0.0 and result[f"{name}_real"] > 0.0, name
 
 
+@pytest.mark.slow
 def test_evaluate_real_against_fake_files(tmp_path, mnist_data_dir):
     config = tiny_config(resolution=32, num_frames=10)
     config.data.data_dir = mnist_data_dir
@@ -158,6 +163,7 @@ def test_evaluate_real_against_fake_files(tmp_path, mnist_data_dir):
     assert bad.returncode != 0 and "fvdd" in bad.stderr
 
 
+@pytest.mark.slow
 def test_evaluate_a_workdir(smoke_workdir, tmp_path):
     result = run_module(
         "dvd_gan.evaluate", f"--workdir={smoke_workdir}", "--num_videos=10",
@@ -180,6 +186,7 @@ def test_evaluate_a_workdir(smoke_workdir, tmp_path):
     assert report["step"] == 0 and report["motion_real"] > 0 and report["diversity"] > 0
 
 
+@pytest.mark.slow
 def test_evaluation_split_over_two_processes_equals_one_process(tmp_path, mnist_data_dir):
     """Two processes of one device each generate and score half of every batch; their
     videos and metrics equal those of one process with two devices, and process 0 caches

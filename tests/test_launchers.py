@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 
+import pytest
 from conftest import ROOT
 
 
@@ -75,6 +76,7 @@ def test_cpu_benchmark_names_its_settings(tmp_path):
     assert "Unknown setting w8b3; use smoke, main, w8b2, w8b8, w16b2 or w16b8." in result.stderr
 
 
+@pytest.mark.slow
 def test_eval_curve_evaluates_start_middle_end_and_plots(smoke_workdir, tmp_path):
     workdir = tmp_path / "run"
     shutil.copytree(smoke_workdir, workdir)

@@ -64,6 +64,7 @@ def _z(batch_size, seed=1):
     return jax.random.normal(jax.random.key(seed), (batch_size, 120))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name", ["unconditional_16x12", "conditional_16x5", "conditional_128x2", "conditional_256x2"]
 )
@@ -78,6 +79,7 @@ def test_generator_output_shape_and_range(generators, name):
     assert float(jnp.std(videos)) > 0.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["prediction_16x6", "prediction_64x5"])
 def test_prediction_generator_makes_the_remaining_frames(generators, name):
     config, generator, variables = generators(name)
@@ -304,6 +306,7 @@ def test_spectral_norm_constrains_every_discriminator_layer(which):
     )
 
 
+@pytest.mark.slow
 def test_gradients_reach_every_parameter(generators):
     _, generator, g_vars = generators("prediction_16x6")
     config = tiny_config(**GENERATOR_CONFIGS["prediction_16x6"], k_frames=2)

@@ -3,12 +3,15 @@
 import av
 import jax
 import numpy as np
+import pytest
 from conftest import run_module
 
 from dvd_gan import sharding
 from dvd_gan.generation import standing_stats
 from dvd_gan.training import state as state_lib
 from dvd_gan.training.checkpointing import load_config, restore_generator
+
+pytestmark = pytest.mark.slow  # compiles train steps or trains in subprocesses
 
 
 def _sample(workdir, output, *flags):

@@ -68,6 +68,7 @@ def _adam_count(opt_state) -> int:
     return counts[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("phi", TEMPORAL_D_INPUTS)
 def test_every_temporal_d_input_trains_a_step(phi):
     config = tiny_config(16, num_frames=4, temporal_d_input=phi)
@@ -76,6 +77,7 @@ def test_every_temporal_d_input_trains_a_step(phi):
     assert all(np.isfinite(v) for v in history[0].values()), history[0]
 
 
+@pytest.mark.slow
 def test_d_steps_discriminator_updates_per_generator_update_and_lazy_r1():
     """Also: the lazy R1 penalty is computed on every r1_every-th step only."""
     config = tiny_config(16, num_frames=4)
@@ -89,6 +91,7 @@ def test_d_steps_discriminator_updates_per_generator_update_and_lazy_r1():
     assert penalties[0] > 0 and penalties[2] > 0 and penalties[1] == 0, penalties
 
 
+@pytest.mark.slow
 def test_prediction_step_conditions_on_real_frames_and_scores_generated_ones():
     """Inside a real DVD-GAN-FP train step (jitted, 2 D updates and a G update), recorded
     through Flax's method interception: every fake video D sees starts with the real clip's
@@ -146,6 +149,7 @@ def test_prediction_step_conditions_on_real_frames_and_scores_generated_ones():
     assert all(not np.allclose(a, b) for a, b in zip(before, after, strict=True))
 
 
+@pytest.mark.slow
 def test_standing_statistics_are_the_ema_generators_batch_statistics():
     """After steps in which the EMA weights moved away from G's, the sampler's statistics
     are the mean over the standing batches of the EMA generator's per-time-step batch
@@ -196,6 +200,7 @@ def test_standing_statistics_are_the_ema_generators_batch_statistics():
     assert StandingStatistics(off)(ema, g_vars, key) is g_vars
 
 
+@pytest.mark.slow
 def test_r1_penalty_and_the_spectral_norm_vectors_of_the_updates():
     """In D's loss, R1 adds 0.5 * gamma * r1_every times the mean over real clips of
     |d(D_S + D_T)/d pixels|^2 (computed here directly, with the same random frames and
@@ -256,6 +261,7 @@ def test_r1_penalty_and_the_spectral_norm_vectors_of_the_updates():
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_accumulated_discriminator_gradient_equals_the_full_batch_one():
     """D has no BatchNorm and draws each clip's random frames (D_S) and crop (D_T) from its
     row in the whole batch: on the same clips, two micro-batches' averaged gradients are the
@@ -381,6 +387,7 @@ def accumulation_gradients():
     return jax.device_get(gradients(state, videos, labels, jax.random.key(2)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("network", ["discriminator", "generator"])
 def test_accumulated_gradient_is_the_mean_of_the_micro_batches_gradients(
     accumulation_gradients, network
@@ -406,6 +413,7 @@ def test_accumulated_gradient_is_the_mean_of_the_micro_batches_gradients(
     assert furthest_from_whole > 1e-2, furthest_from_whole
 
 
+@pytest.mark.slow
 def test_accumulated_g_update_averages_the_micro_batches_running_averages(
     accumulation_gradients,
 ):

@@ -18,6 +18,8 @@ from dvd_gan.training.step import jit_train_step
 UPDATE_RTOL = 5e-4
 METRIC_RTOL = 1e-4
 
+pytestmark = pytest.mark.slow  # compiles train steps or trains in subprocesses
+
 
 def _batch(config, batch_size, seed):
     rng = np.random.default_rng(seed)

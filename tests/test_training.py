@@ -78,6 +78,7 @@ def uninterrupted(tmp_path_factory, mnist_data_dir):
     return workdir
 
 
+@pytest.mark.slow
 def test_sigkill_then_restart_equals_an_uninterrupted_run(uninterrupted, mnist_data_dir, tmp_path):
     args = _train_args(tmp_path, mnist_data_dir, 6, 2)
     log = tmp_path / "killed.log"
@@ -106,6 +107,7 @@ def test_sigkill_then_restart_equals_an_uninterrupted_run(uninterrupted, mnist_d
         np.testing.assert_array_equal(redone[name], value, err_msg=name)
 
 
+@pytest.mark.slow
 def test_sigterm_saves_the_current_step_and_exits_cleanly(mnist_data_dir, tmp_path):
     log = tmp_path / "train.log"
     process = _start(log, *_train_args(tmp_path, mnist_data_dir, 10_000, 5_000))
@@ -119,6 +121,7 @@ def test_sigterm_saves_the_current_step_and_exits_cleanly(mnist_data_dir, tmp_pa
     assert "SIGTERM received" in output
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_the_run_naming_the_step(mnist_data_dir, tmp_path):
     result = run_module(
         "dvd_gan.main",
