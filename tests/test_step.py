@@ -200,20 +200,33 @@ def test_standing_statistics_are_the_ema_generators_batch_statistics():
     assert StandingStatistics(off)(ema, g_vars, key) is g_vars
 
 
+def _four_conditional_clips():
+    """A tiny class-conditional config (D_T's random crop, so a clip's row in the batch
+    matters), its initial state, and 4 clips [4, 4, 16, 16, 3] in [-1, 1] with labels."""
+    config = tiny_config(16, num_frames=4, num_classes=3, temporal_d_input="random_half_crop")
+    state = state_lib.init_state(config, jax.random.key(0))
+    videos = jax.random.uniform(jax.random.key(1), (4, 4, 16, 16, 3), minval=-1, maxval=1)
+    return config, state, videos, jnp.array([0, 1, 2, 1])
+
+
+def _with_train(parts: StepParts, **fields) -> StepParts:
+    """`parts` with these config.train fields changed (on a copy)."""
+    train = parts.train.copy_and_resolve_references()
+    for name, value in fields.items():
+        setattr(train, name, value)
+    return dataclasses.replace(parts, train=train)
+
+
 @pytest.mark.slow
 def test_r1_penalty_and_the_spectral_norm_vectors_of_the_updates():
     """In D's loss, R1 adds 0.5 * gamma * r1_every times the mean over real clips of
     |d(D_S + D_T)/d pixels|^2 (computed here directly, with the same random frames and
     crops; planted, a scale without r1_every fails); D's spectral-norm vectors after its
     loss are the same with R1 as without. G's update leaves every D vector untouched."""
-    config = tiny_config(16, num_frames=4, num_classes=3, temporal_d_input="random_half_crop")
+    config, state, videos, labels = _four_conditional_clips()
     config.train.r1_gamma, config.train.r1_every = 2.0, 4
     parts = StepParts.from_config(config, None)
-    off = dataclasses.replace(parts, train=config.train.copy_and_resolve_references())
-    off.train.r1_gamma = 0.0
-    state = state_lib.init_state(config, jax.random.key(0))
-    videos = jax.random.uniform(jax.random.key(1), (4, 4, 16, 16, 3), minval=-1, maxval=1)
-    labels = jnp.array([0, 1, 2, 1])
+    off = _with_train(parts, r1_gamma=0.0)
 
     @jax.jit
     def losses_and_vectors(state, videos, labels, key):
@@ -312,19 +325,15 @@ def accumulation_gradients():
     gives (the mean of each micro-batch's gradient of its loss, G normalising each
     micro-batch by its own statistics), and the whole batch's gradient; and G's BatchNorm
     running averages after its update, with each micro-batch's."""
-    config = tiny_config(16, num_frames=4, num_classes=3, temporal_d_input="random_half_crop")
+    config, state, videos, labels = _four_conditional_clips()
     config.batch_size, config.train.accumulation_steps = 4, 2
     parts = dataclasses.replace(
         StepParts.from_config(config, None),
         g_optimizer=_negated_gradient(),
         d_optimizer=_negated_gradient(),
     )
-    whole = dataclasses.replace(parts, train=config.train.copy_and_resolve_references())
-    whole.train.accumulation_steps = 1
-    state = state_lib.init_state(config, jax.random.key(0))
+    whole = _with_train(parts, accumulation_steps=1)
     state = state.replace(d_opt_state=optax.EmptyState(), g_opt_state=optax.EmptyState())
-    videos = jax.random.uniform(jax.random.key(1), (4, 4, 16, 16, 3), minval=-1, maxval=1)
-    labels = jnp.array([0, 1, 2, 1])
 
     @jax.jit
     def gradients(state, videos, labels, key):

@@ -67,22 +67,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     batch_sharding = sharding.stacked_batch_sharding(mesh)
 
     # -- Input: this process's share of every batch; d_steps real batches per step.
-    pipeline = ClipPipeline(
-        config.data,
-        config.data.train_split,
-        batch_size=host_batch_size,
-        train=True,
-        seed=config.seed,
-        process_index=jax.process_index(),
-        process_count=jax.process_count(),
-        output_uint8=True,
-    )
-    if 0 < config.model.num_classes < pipeline.num_classes:
-        raise ValueError(
-            f"{config.data.dataset} has {pipeline.num_classes} classes but "
-            f"model.num_classes={config.model.num_classes}; set --config.model.num_classes="
-            f"{pipeline.num_classes} (or 0 for an unconditional model)."
-        )
+    pipeline = training_pipeline(config, host_batch_size)
 
     # -- State: restored from the newest good checkpoint, or initialised on the devices.
     checkpointer = Checkpointer(workdir / "checkpoints", keep=config.train.keep_checkpoints)
@@ -172,6 +157,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         workdir / "samples",
     )
     return state
+
+
+def training_pipeline(config: ml_collections.ConfigDict, host_batch_size: int) -> ClipPipeline:
+    """This process's share of the training split, in uint8; a clear error when the model
+    has fewer classes than the data."""
+    pipeline = ClipPipeline(
+        config.data,
+        config.data.train_split,
+        batch_size=host_batch_size,
+        train=True,
+        seed=config.seed,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+        output_uint8=True,
+    )
+    if 0 < config.model.num_classes < pipeline.num_classes:
+        raise ValueError(
+            f"{config.data.dataset} has {pipeline.num_classes} classes but "
+            f"model.num_classes={config.model.num_classes}; set --config.model.num_classes="
+            f"{pipeline.num_classes} (or 0 for an unconditional model)."
+        )
+    return pipeline
 
 
 def _flat_hparams(config: ml_collections.ConfigDict) -> dict:

@@ -114,17 +114,15 @@ def discriminator_update(state: TrainState, videos, labels, key, parts: StepPart
     batch_size = videos.shape[0]
     z, rngs = update_inputs(key, batch_size, parts)
     loss = functools.partial(discriminator_batch_loss, state=state, key=key, rngs=rngs, parts=parts)
-    d_params = discriminator_params(state)
-    grads, (metrics, ds_stats, dt_stats, g_stats) = accumulated_gradients(
-        jax.grad(loss, has_aux=True),
-        d_params,
+    d_params, d_opt_state, grad_norm, (metrics, ds_stats, dt_stats, g_stats) = gradient_step(
+        loss,
+        discriminator_params(state),
         (videos, z, labels, jnp.arange(batch_size)),
-        parts.train.accumulation_steps,
-        parts.mesh,
+        parts.d_optimizer,
+        state.d_opt_state,
+        parts,
     )
-    updates, d_opt_state = parts.d_optimizer.update(grads, state.d_opt_state, d_params)
-    d_params = optax.apply_updates(d_params, updates)
-    metrics["d_grad_norm"] = optax.global_norm(grads)
+    metrics["d_grad_norm"] = grad_norm
     state = state.replace(
         generator={**state.generator, **g_stats},
         spatial_d={**ds_stats, "params": d_params["spatial"]},
@@ -209,17 +207,15 @@ def generator_update(state: TrainState, labels, conditioning, key, parts: StepPa
     batch_size = labels.shape[0]
     z, rngs = update_inputs(key, batch_size, parts)
     loss = functools.partial(generator_batch_loss, state=state, key=key, rngs=rngs, parts=parts)
-    g_params = state.generator["params"]
-    grads, (metrics, g_stats) = accumulated_gradients(
-        jax.grad(loss, has_aux=True),
-        g_params,
+    g_params, g_opt_state, grad_norm, (metrics, g_stats) = gradient_step(
+        loss,
+        state.generator["params"],
         (z, labels, conditioning, jnp.arange(batch_size)),
-        parts.train.accumulation_steps,
-        parts.mesh,
+        parts.g_optimizer,
+        state.g_opt_state,
+        parts,
     )
-    updates, g_opt_state = parts.g_optimizer.update(grads, state.g_opt_state, g_params)
-    g_params = optax.apply_updates(g_params, updates)
-    metrics["g_grad_norm"] = optax.global_norm(grads)
+    metrics["g_grad_norm"] = grad_norm
     # Before ema_start the EMA is a copy of G (docs/design.md, section 2).
     train = parts.train
     decay = jnp.where(state.step >= train.ema_start, train.ema_decay, 0.0)
@@ -252,6 +248,21 @@ def generator_batch_loss(
 
 
 # -- What both updates use.
+
+
+def gradient_step(loss, params, batch, optimizer, opt_state, parts: StepParts):
+    """One optimizer step on `loss(params, *batch, index) -> (value, aux)`, its gradient
+    accumulated over the batch's micro-batches. Returns (params, optimizer state, the
+    gradient's global norm, aux)."""
+    grads, aux = accumulated_gradients(
+        jax.grad(loss, has_aux=True),
+        params,
+        batch,
+        parts.train.accumulation_steps,
+        parts.mesh,
+    )
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, optax.global_norm(grads), aux
 
 
 def generate(g_vars, z, labels, conditioning, parts: StepParts):
