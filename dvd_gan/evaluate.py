@@ -170,12 +170,12 @@ def evaluate_sources(sources, protocol, metrics, extractor, c3d) -> dict:
 
 
 def evaluate_workdir(metrics, extractor, c3d) -> dict:
-    from clu import metric_writers
     from etils import epath
 
     from dvd_gan.evaluation import digits, protocols, scoring
     from dvd_gan.generation import standing_stats
     from dvd_gan.generation.evaluation import evaluate_generator, video_sampler
+    from dvd_gan.summaries import MirroredWriter
     from dvd_gan.training.checkpointing import restore_generator
 
     try:
@@ -206,9 +206,9 @@ def evaluate_workdir(metrics, extractor, c3d) -> dict:
     result = scoring.combine_runs(runs, _SEED.value)
     result["step"] = step
     directory = epath.Path(_WORKDIR.value) / "eval"
-    directory.mkdir(exist_ok=True)
+    directory.mkdir(parents=True, exist_ok=True)
     (directory / f"step_{step:07d}.json").write_text(json.dumps(result, indent=2))
-    writer = metric_writers.create_default_writer(os.path.join(_WORKDIR.value, "tensorboard"))
+    writer = MirroredWriter(directory.parent / "tensorboard", asynchronous=False)
     writer.write_scalars(step, {f"eval/{k}": v for k, v in result.items() if k in metrics})
     writer.close()
     return result

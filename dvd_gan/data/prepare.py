@@ -3,26 +3,35 @@ pipeline reads, with progress bars, a report of skipped videos and a summary.
 
     python -m dvd_gan.data.prepare --dataset=kinetics600/128 --manual_dir=/data/kinetics600 \\
         [--data_dir=gs://bucket/tfds] [--num_workers=32] \\
-        [--beam_pipeline_options=runner=DataflowRunner,project=P,region=R,temp_location=gs://...]
+        [--beam_pipeline_options=runner=DirectRunner,direct_num_workers=16]
     python -m dvd_gan.data.prepare --dataset=moving_mnist_local     # embedded, no download
     python -m dvd_gan.data.prepare --dataset=ucf101/ucf101_1_256     # downloaded by TFDS
 """
 
 import json
 import os
+import shutil
 import sys
+import tempfile
 
-import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import app, flags
+from etils import epath
 
 from dvd_gan.command_line import fatal
 from dvd_gan.data import kinetics
 from dvd_gan.data.pipeline import dataset_fields
+from dvd_gan.storage import copy_tree, files_under, is_remote
 
 _DATASET = flags.DEFINE_string("dataset", None, "TFDS name[/config], e.g. kinetics600/128.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Where TFDS stores datasets (default ~).")
 _MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "A manual download (Kinetics).")
+_STAGING_DIR = flags.DEFINE_string(
+    "staging_dir",
+    None,
+    "With a gs:// --data_dir: where the dataset is built before it is uploaded (default: a "
+    "temporary directory, removed after the upload).",
+)
 _NUM_WORKERS = flags.DEFINE_integer(
     "num_workers", None, "Local decoding processes for Kinetics (default: all cores)."
 )
@@ -47,11 +56,32 @@ def _download_config():
 
 
 def _directory_size(path: str) -> int:
-    return sum(
-        tf.io.gfile.stat(f"{directory}/{name}").length
-        for directory, _, files in tf.io.gfile.walk(path)
-        for name in files
-    )
+    return sum(file.stat().length for file in files_under(path))
+
+
+def _build_and_upload(name: str, builder_kwargs: dict):
+    """Builds `name` in a local staging directory, then copies it to the remote data dir.
+    TFDS cannot write ArrayRecord files to gs:// itself (tensorflow/datasets#10981)."""
+    if _BEAM_OPTIONS.value:
+        fatal(
+            "A Beam build cannot write ArrayRecord files to gs:// (tensorflow/datasets#10981): "
+            "leave out --beam_pipeline_options to build locally and upload, or build with Beam "
+            "into a local --data_dir=DIR and run this command again with the gs:// --data_dir "
+            "and --staging_dir=DIR, which uploads what DIR holds."
+        )
+    remote_root = builder_kwargs["data_dir"]
+    staging = _STAGING_DIR.value or tempfile.mkdtemp(prefix="dvd_gan_prepare_")
+    local = tfds.builder(name, **{**builder_kwargs, "data_dir": staging})
+    if not local.is_prepared():
+        local.download_and_prepare(download_config=_download_config())
+    relative = os.path.relpath(local.data_dir, staging)
+    print(f"Uploading {local.data_dir} to {remote_root}/{relative}", flush=True)
+    # The version directory's files first, its dataset_info.json last: TFDS counts a
+    # dataset as prepared once that file is there, so an interrupted upload is redone.
+    copy_tree(local.data_dir, epath.Path(remote_root) / relative, last=("dataset_info.json",))
+    if not _STAGING_DIR.value:
+        shutil.rmtree(staging, ignore_errors=True)
+    return tfds.builder(name, **builder_kwargs)
 
 
 def main(argv):
@@ -76,6 +106,8 @@ def main(argv):
     builder = tfds.builder(name, **builder_kwargs)
     if builder.is_prepared():
         print(f"{name} is already prepared in {builder.data_dir}.")
+    elif is_remote(builder.data_dir):
+        builder = _build_and_upload(name, builder_kwargs)
     else:
         builder.download_and_prepare(download_config=_download_config())
     summary = {

@@ -8,8 +8,10 @@ from fractions import Fraction
 
 import av
 import numpy as np
-import tensorflow as tf
+from etils import epath
 from PIL import Image
+
+from dvd_gan.storage import is_remote
 
 
 @dataclasses.dataclass
@@ -38,14 +40,11 @@ def decode_video(path: str, fps: float | None = 25.0, short_side: int | None = N
 
     Resampling keeps, for every output time k / fps, the last source frame shown at or
     before it; source frames no output time needs are never converted. Remote paths
-    (gs://...) are read through tf.io.gfile. Raises VideoError.
+    (gs://...) are read whole through the storage layer first. Raises VideoError.
     """
-    if not tf.io.gfile.exists(path):
+    if not epath.Path(path).exists():
         raise VideoError("missing", f"{path} does not exist")
-    source = path
-    if "://" in path:
-        with tf.io.gfile.GFile(path, "rb") as f:
-            source = io.BytesIO(f.read())
+    source = io.BytesIO(epath.Path(path).read_bytes()) if is_remote(path) else path
     try:
         container = av.open(source)
     except av.error.InvalidDataError as e:
@@ -107,7 +106,9 @@ def write_video(path: str, frames: np.ndarray, fps: float = 25.0, codec: str = "
         return
     if codec == "libx264":
         frames = frames[:, : frames.shape[1] // 2 * 2, : frames.shape[2] // 2 * 2]
-    with av.open(path, mode="w") as container:
+    # Encoded in memory and written whole, so that gs:// paths take the storage layer too.
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format=_container_format(path)) as container:
         stream = container.add_stream(codec, rate=_fraction(fps))
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
@@ -115,14 +116,22 @@ def write_video(path: str, frames: np.ndarray, fps: float = 25.0, codec: str = "
             video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
             container.mux(stream.encode(video_frame))
         container.mux(stream.encode())
+    epath.Path(path).write_bytes(buffer.getvalue())
+
+
+def _container_format(path: str) -> str:
+    extension = os.path.splitext(path)[1][1:].lower()
+    formats = {"mp4": "mp4", "m4v": "mp4", "mov": "mov", "mkv": "matroska", "webm": "webm"}
+    if extension not in formats:
+        raise ValueError(f"Cannot write {path}: use one of .gif, .{', .'.join(formats)}.")
+    return formats[extension]
 
 
 def write_image(path: str, image: np.ndarray):
     """Writes a uint8 image [H, W, 3] (PNG, JPEG, ... by the extension); gs:// works too."""
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format=os.path.splitext(path)[1][1:].upper() or "PNG")
-    with tf.io.gfile.GFile(path, "wb") as f:
-        f.write(buffer.getvalue())
+    epath.Path(path).write_bytes(buffer.getvalue())
 
 
 def _write_gif(path: str, frames: np.ndarray, fps: float):
@@ -138,8 +147,7 @@ def _write_gif(path: str, frames: np.ndarray, fps: float):
         duration=round(1000 / fps),
         loop=0,
     )
-    with tf.io.gfile.GFile(path, "wb") as f:
-        f.write(buffer.getvalue())
+    epath.Path(path).write_bytes(buffer.getvalue())
 
 
 def _fraction(fps: float):

@@ -19,6 +19,7 @@ from etils import epath
 
 from dvd_gan import models, sharding
 from dvd_gan.data.pipeline import ClipPipeline
+from dvd_gan.summaries import MirroredWriter
 from dvd_gan.training.checkpointing import Checkpointer, from_items, save_config
 from dvd_gan.training.generator_reports import GeneratorReports
 from dvd_gan.training.memory import out_of_memory_explained
@@ -86,9 +87,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     train_step = jit_train_step(config, mesh)
 
     # -- Logging: TensorBoard and console from process 0; steps/s and ETA; optional profile.
-    writer = metric_writers.create_default_writer(
-        workdir / "tensorboard", just_logging=not is_chief, asynchronous=True
-    )
+    writer = MirroredWriter(workdir / "tensorboard", just_logging=not is_chief)
     if start_step == 0:
         writer.write_hparams(_flat_hparams(config))
     hooks = [
@@ -140,6 +139,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                 writer.write_scalars(step, window)
             if checkpoint_now or stop:
                 checkpointer.save(state, step)
+                writer.flush()  # a remote workdir's events are as recent as its checkpoint
             if reports.samples_due(step):
                 reports.write_samples(state, step)
             if reports.evaluation_due(step):
@@ -149,6 +149,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                 break
     checkpointer.wait_until_finished()
     checkpointer.close()
+    writer.close()
     logging.info(
         "Done at step %d. Checkpoints: %s; TensorBoard: %s; samples: %s",
         step,
