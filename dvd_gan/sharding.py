@@ -86,6 +86,17 @@ def local_batch_size(global_batch_size: int, mesh: Mesh) -> int:
     return global_batch_size // jax.process_count()
 
 
+def process_rows(sharding: NamedSharding, batch_size: int, axis: int = 0) -> list[int]:
+    """The rows (indices along `axis`) of a batch of `batch_size` laid out by `sharding` that
+    this process's devices hold, in the order `jax.make_array_from_process_local_data`
+    expects them in the process's share."""
+    shape = tuple(batch_size if i == axis else 1 for i in range(axis + 1))
+    rows = set()
+    for index in sharding.addressable_devices_indices_map(shape).values():
+        rows.update(range(*index[axis].indices(batch_size)))
+    return sorted(rows)
+
+
 def global_batch(local: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:
     """This process's share of a batch -> global arrays laid out by `sharding`."""
     return {

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from conftest import run_module, tiny_config
+from conftest import free_port, run_module, start_worker, tiny_config, wait_for_workers
 
 from dvd_gan.data import moving_mnist
 from dvd_gan.data.pipeline import ClipPipeline
@@ -98,7 +98,7 @@ def test_deterministic_mode_repeats_exactly(data_dir):
         )
 
     first = pipeline()
-    stream = first.batches(start=30)  # crosses the epoch boundary at 256 // 8 = 32
+    stream = first.batches(start=30)  # crosses the epoch boundary at 512 // (8 * 2) = 32
     batches = [next(stream) for _ in range(4)]
     again = pipeline()
     for i, batch in enumerate(batches):
@@ -106,9 +106,57 @@ def test_deterministic_mode_repeats_exactly(data_dir):
     assert not np.array_equal(batches[0]["videos"], pipeline(seed=1).batch(30)["videos"])
     assert not np.array_equal(batches[0]["videos"], pipeline(process_index=1).batch(30)["videos"])
     # Every example once per epoch, in a new order each epoch.
-    epoch = [first._record_index(j) for j in range(256)]
-    assert sorted(epoch) == list(range(256))
-    assert epoch != [first._record_index(j) for j in range(256, 512)]
+    epoch = [first._record_index(j) for j in range(512)]
+    assert first.num_examples == 512 and sorted(epoch) == list(range(512))
+    assert epoch != [first._record_index(j) for j in range(512, 1024)]
+
+
+def test_the_training_stream_does_not_depend_on_the_number_of_processes(data_dir):
+    """Global batch s is the same on 1, 2 or 4 processes (each process's rows put together),
+    so a run resumed on another number of hosts continues the same stream."""
+    config = _data_config(data_dir, random_flip=True)
+
+    def global_batch(step, processes):
+        parts = [
+            ClipPipeline(
+                config, "train", batch_size=8 // processes, train=True, seed=5,
+                process_index=i, process_count=processes,
+            ).batch(step)
+            for i in range(processes)
+        ]  # fmt: skip
+        return {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
+
+    for step in (0, 31, 32):  # 256 clips: batch 32 starts the second epoch
+        one = global_batch(step, 1)
+        for processes in (2, 4):
+            for name, value in global_batch(step, processes).items():
+                np.testing.assert_array_equal(value, one[name], err_msg=f"{name} {processes}")
+    # Rows given explicitly (as the devices' layout may interleave them).
+    interleaved = ClipPipeline(
+        config, "train", batch_size=4, train=True, seed=5, process_count=2, rows=[1, 3, 5, 7]
+    ).batch(31)
+    np.testing.assert_array_equal(interleaved["videos"], global_batch(31, 1)["videos"][1::2])
+
+
+def test_real_processes_read_the_stream_a_run_resumed_on_one_process_continues(data_dir, tmp_path):
+    """The training loop's pipeline and batch layout in real processes: 2 processes read
+    global batches 0-2; a run resumed at step 1 on 1 process reads the same batches 1-2."""
+    coordinator = f"127.0.0.1:{free_port()}"
+    worker = "data_stream_worker.py"
+    two = [
+        start_worker(
+            worker, str(tmp_path / "two.npz"), data_dir, "2", str(i), "0", "3", coordinator
+        )
+        for i in range(2)
+    ]
+    one = start_worker(worker, str(tmp_path / "one.npz"), data_dir, "1", "0", "1", "2")
+    wait_for_workers(one, *two)
+    uninterrupted, resumed = np.load(tmp_path / "two.npz"), np.load(tmp_path / "one.npz")
+    assert sorted(resumed.files) == ["1/labels", "1/videos", "2/labels", "2/videos"]
+    assert uninterrupted["0/videos"].shape == (2, 8, 4, 16, 16, 3)  # [d_steps, B, T, H, W, C]
+    for name in resumed.files:
+        np.testing.assert_array_equal(resumed[name], uninterrupted[name], err_msg=name)
+    assert not np.array_equal(uninterrupted["0/videos"], uninterrupted["1/videos"])
 
 
 def _clip_hashes(pipeline):

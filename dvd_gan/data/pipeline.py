@@ -1,15 +1,18 @@
 """The input pipeline: clips of `num_frames` frames from a prepared TFDS dataset, per host.
 
 Design: random access, so the data is a pure function of the step. Datasets are stored in
-the `array_record` format, which TFDS reads by index (`as_data_source`). Each process reads
-its own slice of the split (`tfds.split_for_jax_process`). The clips a process sees form an
-endless stream: position j is example `perm_e[j mod N]` of epoch e = j // N, where perm_e is
-a fresh permutation per (seed, process, epoch) — every example once per epoch, in a new
-order each epoch, across all files. Batch s holds positions [s * B, (s + 1) * B), and
-every random choice for position j (start frame, crop, flip) comes from a generator seeded
-by (seed, process, j). So the batch at step s depends only on (seed, step, process): a
-resumed run sees exactly the data an uninterrupted one would, with no state to save, and
-nothing has to be skipped to get there.
+the `array_record` format, which TFDS reads by index (`as_data_source`).
+
+Training reads one global stream, whatever the number of processes: position j is example
+`perm_e[j mod N]` of epoch e = j // N, where perm_e is a fresh permutation per (seed, epoch)
+of the whole split — every example once per epoch, in a new order each epoch, across all
+files — and every random choice for position j (start frame, crop, flip) comes from a
+generator seeded by (seed, j). Global batch s holds positions [s * G, (s + 1) * G) for a
+global batch of G clips; each process reads only the rows of it that its devices hold. So
+the batch at step s depends only on (seed, step): a resumed run sees exactly the data an
+uninterrupted one would, on any number of hosts, with no state to save and nothing to
+skip. Evaluation reads the split in stored order, each process its own slice
+(`tfds.split_for_jax_process`).
 
 Only the frames a clip uses are decoded, from the stored JPEG/PNG bytes, in a pool of
 `num_workers` threads (Pillow releases the GIL while decoding and resizing), and
@@ -123,8 +126,12 @@ class ClipPipeline:
     devices; `scale_to_unit_range` converts there). `batches(start)` iterates from batch
     `start` with prefetching.
 
-    With `train=True`: shuffled endless stream, random start frame and crop, optional flip.
-    With `train=False`: the split in stored order, one pass, centre start frame and crop.
+    With `train=True`: the global stream (module docstring), random start frame and crop,
+    optional flip; this process's `batch_size` clips of each global batch of `batch_size *
+    process_count` are the rows `rows` (default: block `process_index`; pass
+    `sharding.process_rows(...)` to match the devices' layout).
+    With `train=False`: the split in stored order, one pass, centre start frame and crop;
+    this process reads its own slice of the split.
     """
 
     def __init__(
@@ -137,6 +144,7 @@ class ClipPipeline:
         seed: int = 0,
         process_index: int = 0,
         process_count: int = 1,
+        rows: list[int] | None = None,
         output_uint8: bool = False,
     ):
         self.config = data_config
@@ -144,11 +152,23 @@ class ClipPipeline:
         self.batch_size = batch_size
         self.train = train
         self.seed = seed
-        self.process_index = process_index
         self.output_uint8 = output_uint8
-        self.split = tfds.split_for_jax_process(
-            split, process_index=process_index, process_count=process_count
+        self.global_batch_size = batch_size * process_count if train else batch_size
+        self.rows = (
+            list(rows)
+            if rows is not None
+            else [process_index * batch_size + i for i in range(batch_size)]
         )
+        if train and (len(self.rows) != batch_size or max(self.rows) >= self.global_batch_size):
+            raise ValueError(
+                f"rows {self.rows} must be {batch_size} rows of a global batch of "
+                f"{self.global_batch_size}."
+            )
+        self.split = split
+        if not train:
+            self.split = tfds.split_for_jax_process(
+                split, process_index=process_index, process_count=process_count
+            )
         builder, self.source = open_source(data_config, self.split)
         if len(self.source) == 0:
             raise ValueError(f"Split {self.split!r} of {tfds_name(data_config)} is empty.")
@@ -164,7 +184,7 @@ class ClipPipeline:
         if epoch not in self._permutations:
             if len(self._permutations) >= 2:  # two epochs are live at an epoch boundary
                 self._permutations.pop(min(self._permutations))
-            rng = np.random.default_rng((self.seed, self.process_index, epoch, 0x5EED))
+            rng = np.random.default_rng((self.seed, epoch, 0x5EED))
             self._permutations[epoch] = rng.permutation(self.num_examples)
         return self._permutations[epoch]
 
@@ -182,7 +202,7 @@ class ClipPipeline:
         label = int(features[self.label_field].int64_list.value[0]) if self.label_field else 0
         num_frames, stride = self.config.num_frames, self.config.frame_stride
         span = (num_frames - 1) * stride + 1
-        rng = np.random.default_rng((self.seed, self.process_index, position))
+        rng = np.random.default_rng((self.seed, position))
         if self.train:
             start = int(rng.integers(0, max(len(encoded) - span, 0) + 1))
             top, left = rng.random(2)
@@ -201,8 +221,10 @@ class ClipPipeline:
 
     # -- batches
 
-    def _positions(self, batch_index: int) -> range:
-        return range(batch_index * self.batch_size, (batch_index + 1) * self.batch_size)
+    def _positions(self, batch_index: int) -> list[int]:
+        if not self.train:
+            return list(range(batch_index * self.batch_size, (batch_index + 1) * self.batch_size))
+        return [batch_index * self.global_batch_size + row for row in self.rows]
 
     def _collate(self, examples) -> dict[str, np.ndarray]:
         videos = np.stack([clip for clip, _ in examples])
@@ -229,7 +251,7 @@ class ClipPipeline:
                 ):
                     positions = self._positions(next_batch)
                     if stop is not None:
-                        positions = range(positions.start, min(positions.stop, self.num_examples))
+                        positions = [j for j in positions if j < self.num_examples]
                     pending.append([pool.submit(self.example, j) for j in positions])
                     next_batch += 1
                 if not pending:

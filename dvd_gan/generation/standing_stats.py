@@ -149,8 +149,10 @@ def real_conditioning(config: ml_collections.ConfigDict, mesh: Mesh | None = Non
         batch_size=batch_size(config) // processes,
         train=True,
         seed=config.seed + 1,
-        process_index=jax.process_index() if split else 0,
         process_count=processes,
+        rows=sharding.process_rows(sharding.row_sharding(mesh), batch_size(config))
+        if split
+        else None,
     )
 
     def conditioning(i):

@@ -68,7 +68,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     batch_sharding = sharding.stacked_batch_sharding(mesh)
 
     # -- Input: this process's share of every batch; d_steps real batches per step.
-    pipeline = training_pipeline(config, host_batch_size)
+    pipeline = training_pipeline(
+        config, host_batch_size, sharding.process_rows(batch_sharding, config.batch_size, axis=1)
+    )
 
     # -- State: restored from the newest good checkpoint, or initialised on the devices.
     checkpointer = Checkpointer(workdir / "checkpoints", keep=config.train.keep_checkpoints)
@@ -160,17 +162,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     return state
 
 
-def training_pipeline(config: ml_collections.ConfigDict, host_batch_size: int) -> ClipPipeline:
-    """This process's share of the training split, in uint8; a clear error when the model
-    has fewer classes than the data."""
+def training_pipeline(
+    config: ml_collections.ConfigDict, host_batch_size: int, rows: list[int]
+) -> ClipPipeline:
+    """This process's `rows` of every global batch of the training stream, in uint8; a
+    clear error when the model has fewer classes than the data."""
     pipeline = ClipPipeline(
         config.data,
         config.data.train_split,
         batch_size=host_batch_size,
         train=True,
         seed=config.seed,
-        process_index=jax.process_index(),
         process_count=jax.process_count(),
+        rows=rows,
         output_uint8=True,
     )
     if 0 < config.model.num_classes < pipeline.num_classes:
