@@ -4,20 +4,21 @@ cache goes through `etils.epath`, so local paths and gs://... take one code path
 epath has two backends for gs://: TensorFlow's GCS client, or fsspec's gcsfs. This module
 chooses gcsfs (`EPATH_USE_TF=false`, unless the environment already says otherwise) for
 everything that imports `dvd_gan`: Orbax's checkpoints, TFDS and JAX's compilation cache
-then take it too. TensorFlow's client has no endpoint setting, so no test could reach it; gcsfs,
-google-cloud-storage (which Orbax asks about a bucket's namespace before deleting an old
-step) and tensorstore (Orbax's arrays) all honour an emulator's address, and the tests run
-every gs:// path against one.
+then take it too. TensorFlow's client has no endpoint setting, so no test could reach it;
+gcsfs, google-cloud-storage (which Orbax asks about a bucket's namespace before deleting an
+old step) and tensorstore (Orbax's arrays) all honour an emulator's address, and the tests
+run the commands on gs:// paths against one (tests/test_gcs.py).
 """
 
 import os
 import shutil
 import tempfile
 
-os.environ.setdefault("EPATH_USE_TF", "false")
+from absl import logging
+from etils import epath
 
-from absl import logging  # noqa: E402  (after the backend choice above)
-from etils import epath  # noqa: E402
+# Read by epath at each call, so setting it here, before any file is touched, is enough.
+os.environ.setdefault("EPATH_USE_TF", "false")
 
 
 def is_remote(path) -> bool:
@@ -49,9 +50,9 @@ def copy_tree(source, target, last: tuple[str, ...] = (), progress_every: int = 
     for index, path in enumerate(files, 1):
         destination = target / os.path.relpath(os.fspath(path), os.fspath(source))
         destination.parent.mkdir(parents=True, exist_ok=True)
-        data = path.read_bytes()
-        destination.write_bytes(data)
-        copied += len(data)
+        with path.open("rb") as reader, destination.open("wb") as writer:
+            shutil.copyfileobj(reader, writer, length=16 << 20)  # shards can be gigabytes
+        copied += path.stat().length
         if index % progress_every == 0 or index == len(files):
             logging.info(
                 "Copied %d of %d files (%.1f MB) to %s", index, len(files), copied / 1e6, target
