@@ -154,11 +154,11 @@ class ClipPipeline:
         self.seed = seed
         self.output_uint8 = output_uint8
         self.global_batch_size = batch_size * process_count if train else batch_size
-        self.rows = (
-            list(rows)
-            if rows is not None
-            else [process_index * batch_size + i for i in range(batch_size)]
-        )
+        if not train:  # each process reads its own slice, in order
+            rows = range(batch_size)
+        elif rows is None:
+            rows = range(process_index * batch_size, (process_index + 1) * batch_size)
+        self.rows = list(rows)
         if train and (len(self.rows) != batch_size or max(self.rows) >= self.global_batch_size):
             raise ValueError(
                 f"rows {self.rows} must be {batch_size} rows of a global batch of "
@@ -222,8 +222,6 @@ class ClipPipeline:
     # -- batches
 
     def _positions(self, batch_index: int) -> list[int]:
-        if not self.train:
-            return list(range(batch_index * self.batch_size, (batch_index + 1) * self.batch_size))
         return [batch_index * self.global_batch_size + row for row in self.rows]
 
     def _collate(self, examples) -> dict[str, np.ndarray]:
