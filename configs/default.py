@@ -54,6 +54,9 @@ def get_config():
     model.bn_epsilon = 1e-5  # BatchNorm variance epsilon.
     model.spectral_norm_steps = 1  # Power iterations per forward pass.
     model.g_class_embedding_spectral_norm = False  # SN on G's lookup table (BigGAN: off).
+    # Norm of each row of G's lookup table at init (orthogonal rows: 1.0, as BigGAN). Larger
+    # gives e(y) a weight in [z; e(y)] comparable to z's (|z| ~ sqrt(z_dim)); not in the paper.
+    model.g_class_embedding_scale = 1.0
     model.output_channels = 3  # Channels of G's head: 3 (RGB) or 1 (grey, repeated to RGB).
     model.dtype = "auto"  # Compute dtype: auto (bf16 on TPU/GPU, f32 on CPU), float32, bfloat16.
     # Rematerialisation per G group and D block: none, full, or a jax.checkpoint_policies name.
@@ -71,6 +74,9 @@ def get_config():
     # DiffAugment before both discriminators (not in the paper): a comma-separated subset
     # of color, translation, cutout, the same draw for every frame of a clip; '': off.
     train.augment = ""
+    # Weight of D's hinge on real clips given a wrong class, scored as fakes (not in the
+    # paper; Reed et al.'s matching-aware D, 2016); 0: off. Class-conditional runs only.
+    train.mismatched_label_weight = 0.0
     train.r1_gamma = 0.0  # Weight of an R1 penalty on real clips (not in the paper); 0: off.
     train.r1_every = 16  # Lazy R1: the penalty on every n-th step only, scaled by n.
     train.ema_decay = 0.9999  # Decay of the EMA of G's weights used for samples and eval.

@@ -26,6 +26,12 @@ def discriminator_loss(real_spatial, fake_spatial, real_temporal, fake_temporal)
     return spatial + temporal, {"spatial": spatial, "temporal": temporal}
 
 
+def mismatched_label_loss(spatial, temporal):
+    """E[relu(1 + D_S(x, y'))] + E[relu(1 + D_T(x, y'))]: real clips x given a wrong class
+    y' are scored as fakes (the matching-aware discriminator of Reed et al., 2016)."""
+    return jnp.mean(relu(1.0 + spatial)) + jnp.mean(relu(1.0 + temporal))
+
+
 def generator_loss(fake_spatial, fake_temporal):
     """L_G = -E[D_S(G(z))] - E[D_T(G(z))]."""
     return generator_adversarial_loss(fake_spatial) + generator_adversarial_loss(fake_temporal)

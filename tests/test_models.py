@@ -14,6 +14,7 @@ from dvd_gan.models.blocks import DiscriminatorBlock, GeneratorBlock
 from dvd_gan.models.conv_gru import ConvGRU, _ConvGRURecurrence
 from dvd_gan.models.layers import (
     SPECTRAL_STATS,
+    ClassEmbedding,
     ConditionalBatchNorm,
     TimeStackedConv,
     avg_pool,
@@ -450,6 +451,21 @@ def test_hinge_losses_on_hand_computed_scores():
     np.testing.assert_allclose(
         losses.generator_loss(fake, fake - 1.0), 0.5 / 3 + 3.5 / 3, rtol=1e-6
     )
+    # Real clips given a wrong class, scored as fakes: relu(1 + real) = [3, 1.5, 0] and
+    # relu(1 + (real - 1)) = [2, 0.5, 0].
+    np.testing.assert_allclose(
+        losses.mismatched_label_loss(real, real - 1.0), 4.5 / 3 + 2.5 / 3, rtol=1e-6
+    )
+
+
+@pytest.mark.parametrize("scale", [1.0, 11.0])
+def test_class_embedding_rows_have_the_configured_norm(scale):
+    """G's lookup table starts with orthogonal rows of norm `model.g_class_embedding_scale`."""
+    embedding = ClassEmbedding(10, 120, use_spectral_norm=False, init_scale=scale)
+    variables = embedding.init(jax.random.key(0), jnp.arange(10), update_stats=False)
+    table = np.asarray(embedding.apply(variables, jnp.arange(10), update_stats=False))
+    np.testing.assert_allclose(np.linalg.norm(table, axis=1), scale, rtol=1e-5)
+    np.testing.assert_allclose(table @ table.T, scale**2 * np.eye(10), atol=1e-4 * scale**2)
 
 
 def test_time_stacked_conv_equals_native_3d_conv():

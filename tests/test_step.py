@@ -12,7 +12,7 @@ import optax
 import pytest
 from conftest import tiny_config
 
-from dvd_gan import models, sharding
+from dvd_gan import losses, models, sharding
 from dvd_gan.generation.standing_stats import StandingStatistics, standing_inputs
 from dvd_gan.models.discriminators import (
     TEMPORAL_D_INPUTS,
@@ -26,11 +26,15 @@ from dvd_gan.training.memory import memory_advice
 from dvd_gan.training.state import discriminator_params
 from dvd_gan.training.step import (
     StepParts,
+    augmented,
     discriminator_batch_loss,
+    discriminator_scores,
     discriminator_update,
+    generate,
     generator_batch_loss,
     generator_update,
     jit_train_step,
+    mismatched_labels,
     update_inputs,
 )
 
@@ -438,6 +442,92 @@ def test_accumulated_g_update_averages_the_micro_batches_running_averages(
         np.testing.assert_allclose(got, (a + b) / 2, rtol=1e-6, atol=1e-7, err_msg=str(path))
     leaves = zip(jax.tree_util.tree_leaves(first), jax.tree_util.tree_leaves(last), strict=True)
     assert any(not np.allclose(a, b, rtol=1e-3) for a, b in leaves)
+
+
+@pytest.mark.slow
+def test_diffaugment_and_mismatched_labels_are_what_the_discriminators_score():
+    """With train.augment and 2 micro-batches, D's loss on micro-batch j is the hinge loss
+    of D_S's and D_T's scores of its augmented real and fake clips, plus
+    mismatched_label_weight times the hinge of the augmented real clips given wrong
+    classes, scored as fakes; G's loss is minus their scores of its augmented fakes; each
+    micro-batch draws its own augmentation. Planted: the augmentation left out of D's loss,
+    or of G's, fails; so do the micro-batch's index left out of the key and the mismatched
+    term left out."""
+    config, state, videos, labels = _four_conditional_clips()
+    config.train.augment = "color,translation,cutout"
+    config.train.mismatched_label_weight = 0.5
+    config.batch_size, config.train.accumulation_steps = 4, 2
+    parts = StepParts.from_config(config, None)
+    key = jax.random.key(2)
+    z, rngs = update_inputs(key, 4, parts)
+    given = dict(state=state, key=key, rngs=rngs, parts=parts)
+
+    @jax.jit
+    def losses_given_and_direct(real, z, y, rows, j):
+        """Micro-batch j's losses in the updates, and computed here."""
+        d_loss, _ = discriminator_batch_loss(
+            discriminator_params(state), real, z, y, rows, j, **given
+        )
+        g_loss, _ = generator_batch_loss(state.generator["params"], z, y, None, rows, j, **given)
+        fake, _ = generate(state.generator, z, y, None, parts)
+        both = augmented(jnp.concatenate([real, fake]), key, j, parts)
+        scores = functools.partial(discriminator_scores, state.spatial_d, state.temporal_d)
+        wrong = mismatched_labels(y, rows, key, 3)
+        (ds, dt), _ = scores(
+            jnp.concatenate([both, both[:2]]),
+            jnp.concatenate([y, y, wrong]),
+            jnp.concatenate([rows, rows + 4, rows]),
+            rngs,
+            parts,
+            True,
+        )
+        (ds_g, dt_g), _ = scores(augmented(fake, key, j, parts), y, rows, rngs, parts, False)
+        (real_s, fake_s, wrong_s), (real_t, fake_t, wrong_t) = (
+            jnp.split(ds, 3),
+            jnp.split(dt, 3),
+        )
+        return {
+            "d_loss": d_loss,
+            "d_direct": losses.discriminator_loss(real_s, fake_s, real_t, fake_t)[0]
+            + 0.5 * losses.mismatched_label_loss(wrong_s, wrong_t),
+            "g_loss": g_loss,
+            "g_direct": losses.generator_loss(ds_g, dt_g),
+            "changed": jnp.max(jnp.abs(both[:2] - real), axis=(1, 2, 3, 4)),
+        }
+
+    for j in range(2):
+        micro_batch = (x[j::2] for x in (videos, z, labels, jnp.arange(4)))
+        out = jax.device_get(losses_given_and_direct(*micro_batch, j))
+        np.testing.assert_allclose(out["d_loss"], out["d_direct"], rtol=1e-5)
+        np.testing.assert_allclose(out["g_loss"], out["g_direct"], rtol=1e-5)
+        assert out["changed"].min() > 0.1, out["changed"]  # every real clip is transformed
+    # Micro-batch 1 does not repeat micro-batch 0's draws: the same clips come out
+    # differently (without micro-batches, the index plays no part).
+    whole = _with_train(parts, accumulation_steps=1)
+    np.testing.assert_array_equal(
+        augmented(videos, key, 0, whole), augmented(videos, key, 1, whole)
+    )
+    assert not np.allclose(augmented(videos, key, 0, parts), augmented(videos, key, 1, parts))
+
+
+def test_mismatched_labels_are_other_classes_drawn_per_row():
+    """Never the clip's own class, every other class about equally often, and a function
+    of the clip's row (a micro-batch draws what the whole batch does)."""
+    labels = jnp.arange(3000) % 3
+    rows = jnp.arange(3000)
+    key = jax.random.key(0)
+    wrong = np.asarray(mismatched_labels(labels, rows, key, 3))
+    assert not np.any(wrong == np.asarray(labels))
+    counts = np.bincount((wrong - np.asarray(labels)) % 3, minlength=3)
+    assert counts[0] == 0 and abs(counts[1] - counts[2]) < 200, counts
+    np.testing.assert_array_equal(mismatched_labels(labels[1::2], rows[1::2], key, 3), wrong[1::2])
+
+
+def test_mismatched_labels_need_a_class_conditional_model():
+    config = tiny_config(16, num_frames=4)
+    config.train.mismatched_label_weight = 1.0
+    with pytest.raises(ValueError, match="model.num_classes >= 2"):
+        StepParts.from_config(config, None)
 
 
 def test_accumulation_that_does_not_split_the_batch_is_refused():

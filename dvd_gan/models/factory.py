@@ -66,6 +66,8 @@ def build(model_config: ml_collections.ConfigDict):
         bn_momentum=model_config.bn_momentum,
         bn_epsilon=model_config.bn_epsilon,
         class_embedding_spectral_norm=model_config.g_class_embedding_spectral_norm,
+        # A run saved before the field existed was initialised with rows of norm 1.
+        class_embedding_scale=model_config.get("g_class_embedding_scale", 1.0),
         output_channels=model_config.output_channels,
         **common,
     )

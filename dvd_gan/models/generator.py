@@ -133,6 +133,7 @@ class Generator(nn.Module):
     bn_epsilon: float = 1e-5
     sn_steps: int = 1
     class_embedding_spectral_norm: bool = False
+    class_embedding_scale: float = 1.0
     output_channels: int = 3
     remat: str = "none"
     dtype: Any = jnp.float32
@@ -155,6 +156,7 @@ class Generator(nn.Module):
                 self.num_classes,
                 self.class_embedding_dim,
                 use_spectral_norm=self.class_embedding_spectral_norm,
+                init_scale=self.class_embedding_scale,
                 sn_steps=self.sn_steps,
                 name="class_embedding",
             )(labels, update_stats=train)

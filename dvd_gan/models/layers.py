@@ -196,11 +196,15 @@ class SNDense(nn.Module):
 
 
 class ClassEmbedding(nn.Module):
-    """Class lookup table, optionally spectrally normalised: labels [N] int -> [N, features]."""
+    """Class lookup table, optionally spectrally normalised: labels [N] int -> [N, features].
+
+    Initialised orthogonally: with num_classes <= features every row has norm `init_scale`.
+    """
 
     num_classes: int
     features: int
     use_spectral_norm: bool = True
+    init_scale: float = 1.0
     sn_steps: int = 1
     dtype: Any = jnp.float32
 
@@ -209,7 +213,7 @@ class ClassEmbedding(nn.Module):
         embed = nn.Embed(
             self.num_classes,
             self.features,
-            embedding_init=ORTHOGONAL,
+            embedding_init=nn.initializers.orthogonal(self.init_scale),
             dtype=self.dtype,
             name="embed",
         )

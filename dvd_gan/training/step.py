@@ -35,6 +35,7 @@ from dvd_gan.training.state import (
 MUTABLE_G = ["batch_stats", models.SPECTRAL_STATS]
 MUTABLE_D = [models.SPECTRAL_STATS]
 AUGMENT_STREAM = 0xA06
+MISMATCH_STREAM = 0x315
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,12 +49,19 @@ class StepParts:
     d_optimizer: optax.GradientTransformation
     train: ml_collections.ConfigDict  # config.train
     num_conditioning: int  # real frames that condition G (DVD-GAN-FP); 0 otherwise
+    num_classes: int  # 0: unconditional
     z_dim: int
     augmentations: tuple[str, ...]  # DiffAugment's, before both discriminators
     mesh: Mesh | None  # with a mesh, z is laid out along its data axis like the real batch
 
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict, mesh: Mesh | None) -> "StepParts":
+        if config.train.mismatched_label_weight > 0 and config.model.num_classes < 2:
+            raise ValueError(
+                f"train.mismatched_label_weight={config.train.mismatched_label_weight} needs a "
+                f"class-conditional model (model.num_classes >= 2, not "
+                f"{config.model.num_classes}); set it to 0."
+            )
         generator, spatial_d, temporal_d = models.build(config.model)
         g_optimizer, d_optimizer = optimizers(config.train)
         return cls(
@@ -64,6 +72,7 @@ class StepParts:
             d_optimizer=d_optimizer,
             train=config.train,
             num_conditioning=config.model.num_conditioning_frames,
+            num_classes=config.model.num_classes,
             z_dim=config.model.z_dim,
             augmentations=augment.parse(config.train.augment),
             mesh=mesh,
@@ -145,23 +154,40 @@ def discriminator_batch_loss(d_params, real, z, labels, rows, index, *, state, k
     fake, g_stats = generate(state.generator, z, labels, conditioning, parts)
     both = augmented(jnp.concatenate([real, jax.lax.stop_gradient(fake)]), key, index, parts)
     real = both[: real.shape[0]]
+    scored, scored_labels, scored_rows = both, [labels, labels], [rows, rows + batch_size]
+    mismatched = parts.train.mismatched_label_weight > 0
+    if mismatched:
+        # The real clips once more, each with another class: scored as fakes, they make the
+        # projection tell classes apart while the clips' realism alone already separates
+        # real from fake (not in the paper; docs/design.md, section 6).
+        scored = jnp.concatenate([both, real])
+        scored_labels.append(mismatched_labels(labels, rows, key, parts.num_classes))
+        scored_rows.append(rows)
     spatial_vars = {**state.spatial_d, "params": d_params["spatial"]}
     temporal_vars = {**state.temporal_d, "params": d_params["temporal"]}
     (ds_scores, dt_scores), (ds_stats, dt_stats) = discriminator_scores(
         spatial_vars,
         temporal_vars,
-        both,
-        jnp.concatenate([labels, labels]),
-        jnp.concatenate([rows, rows + batch_size]),
+        scored,
+        jnp.concatenate(scored_labels),
+        jnp.concatenate(scored_rows),
         rngs,
         parts,
         train=True,
     )
-    real_s, fake_s = jnp.split(ds_scores, 2)
-    real_t, fake_t = jnp.split(dt_scores, 2)
+    real_s, fake_s, *wrong_s = jnp.split(ds_scores, len(scored_rows))
+    real_t, fake_t, *wrong_t = jnp.split(dt_scores, len(scored_rows))
     total, terms = losses.discriminator_loss(real_s, fake_s, real_t, fake_t)
     metrics = {}
     train = parts.train
+    if mismatched:
+        mismatch = losses.mismatched_label_loss(wrong_s[0], wrong_t[0])
+        total = total + train.mismatched_label_weight * mismatch
+        metrics |= {
+            "d_loss_mismatched": mismatch,
+            "ds_real_mismatched": jnp.mean(wrong_s[0]),
+            "dt_real_mismatched": jnp.mean(wrong_t[0]),
+        }
     if train.r1_gamma > 0:
         # Lazy R1 (not in the paper): every r1_every-th step only, scaled up to match.
         penalty = jax.lax.cond(
@@ -182,6 +208,16 @@ def discriminator_batch_loss(d_params, real, z, labels, rows, index, *, state, k
         "dt_fake": jnp.mean(fake_t),
     }
     return total, (metrics, ds_stats, dt_stats, g_stats)
+
+
+def mismatched_labels(labels, rows, key, num_classes: int):
+    """labels [b] -> another class for each clip [b], uniform over the other classes, drawn
+    from the clip's row in the whole batch (so micro-batches draw the same)."""
+    stream = jax.random.fold_in(key, MISMATCH_STREAM)
+    offsets = jax.vmap(
+        lambda row: jax.random.randint(jax.random.fold_in(stream, row), (), 1, num_classes)
+    )(rows)
+    return (labels + offsets) % num_classes
 
 
 def r1_penalty(spatial_vars, temporal_vars, real, labels, rows, rngs, parts: StepParts):
