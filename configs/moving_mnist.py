@@ -6,7 +6,8 @@ Variants, each the paper's mode on data where the right answer is known (one lab
 digit per clip, `moving_mnist_local/single`; dvd_gan/evaluation/digits.py checks them):
 - `configs/moving_mnist.py` (no variant): the main job, unconditional synthesis;
 - `:conditional`: class-conditional synthesis, 10 classes (G's class-conditional
-  BatchNorm on [z; e(y)], D's projection of the class embedding);
+  BatchNorm on [z; e(y)], D's projection of the class embedding), with a matching-aware D
+  (`train.mismatched_label_weight`, not in the paper);
 - `:prediction`: DVD-GAN-FP, G continues the first 2 real frames (two frames carry the
   digit's velocity) with 6 more.
 
@@ -71,6 +72,11 @@ def get_config(variant: str = "unconditional"):
         config.train.num_steps = 1000
     if variant == "conditional":
         config.model.num_classes = 10
+        # D scores real clips with a wrong class as fakes: with the paper's projection alone
+        # D ignored the class, since realism alone separated real from fake (docs/design.md,
+        # section 6). e(y)'s rows start with a norm like z's (|z| ~ 11).
+        config.train.mismatched_label_weight = 1.0
+        config.model.g_class_embedding_scale = 11.0
         config.train.num_samples = 20  # two z per class: the grid shows a row per class
     elif variant == "prediction":
         config.data.num_conditioning_frames = 2

@@ -50,6 +50,10 @@ def test_paper_configs_carry_the_paper_hyperparameters():
         assert (config.train.adam_b1, config.train.adam_b2) == (0.0, 0.999)
         assert config.train.d_steps == 2 and config.model.k_frames == 8
         assert config.train.ema_decay == 0.9999 and config.train.ema_start == 20_000
+        # This project's departures from the paper are off.
+        assert config.train.augment == "" and config.train.r1_gamma == 0.0, name
+        assert config.train.mismatched_label_weight == 0.0, name
+        assert config.model.g_class_embedding_scale == 1.0, name
 
 
 def test_prediction_configs_and_links():
