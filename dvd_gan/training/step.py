@@ -22,6 +22,7 @@ from jax.sharding import Mesh
 
 from dvd_gan import losses, models, sharding
 from dvd_gan.compiler import jit
+from dvd_gan.models.discriminators import clip_keys
 from dvd_gan.pixels import scale_to_unit_range
 from dvd_gan.training import augment
 from dvd_gan.training.accumulation import accumulated_gradients
@@ -213,10 +214,8 @@ def discriminator_batch_loss(d_params, real, z, labels, rows, index, *, state, k
 def mismatched_labels(labels, rows, key, num_classes: int):
     """labels [b] -> another class for each clip [b], uniform over the other classes, drawn
     from the clip's row in the whole batch (so micro-batches draw the same)."""
-    stream = jax.random.fold_in(key, MISMATCH_STREAM)
-    offsets = jax.vmap(
-        lambda row: jax.random.randint(jax.random.fold_in(stream, row), (), 1, num_classes)
-    )(rows)
+    keys = clip_keys(jax.random.fold_in(key, MISMATCH_STREAM), rows, rows.shape[0])
+    offsets = jax.vmap(lambda k: jax.random.randint(k, (), 1, num_classes))(keys)
     return (labels + offsets) % num_classes
 
 
