@@ -77,6 +77,9 @@ def get_config():
     # Weight of D's hinge on real clips given a wrong class, scored as fakes (not in the
     # paper; Reed et al.'s matching-aware D, 2016); 0: off. Class-conditional runs only.
     train.mismatched_label_weight = 0.0
+    # Weight of D_T's hinge on real continuations after another clip's conditioning frames,
+    # scored as fakes (not in the paper); 0: off. Frame-conditional (DVD-GAN-FP) runs only.
+    train.mismatched_conditioning_weight = 0.0
     train.r1_gamma = 0.0  # Weight of an R1 penalty on real clips (not in the paper); 0: off.
     train.r1_every = 16  # Lazy R1: the penalty on every n-th step only, scaled by n.
     train.ema_decay = 0.9999  # Decay of the EMA of G's weights used for samples and eval.

@@ -9,7 +9,8 @@ digit per clip, `moving_mnist_local/single`; dvd_gan/evaluation/digits.py checks
   BatchNorm on [z; e(y)], D's projection of the class embedding), with a matching-aware D
   (`train.mismatched_label_weight`, not in the paper);
 - `:prediction`: DVD-GAN-FP, G continues the first 2 real frames (two frames carry the
-  digit's velocity) with 6 more.
+  digit's velocity) with 6 more, with a D_T that also scores real continuations after
+  another clip's frames as fakes (`train.mismatched_conditioning_weight`, not in the paper).
 
 The architecture, losses, 2 D steps per G step, Adam betas and EMA are the paper's. What
 differs, and why (docs/design.md, section 5):
@@ -80,4 +81,7 @@ def get_config(variant: str = "unconditional"):
         config.train.num_samples = 20  # two z per class: the grid shows a row per class
     elif variant == "prediction":
         config.data.num_conditioning_frames = 2
+        # D_T scores real continuations after another clip's first frames as fakes, so that
+        # it checks a continuation against its conditioning frames (docs/design.md, section 6).
+        config.train.mismatched_conditioning_weight = 1.0
     return config

@@ -11,7 +11,12 @@ from jax.nn import relu
 
 def hinge_discriminator_loss(real_scores, fake_scores):
     """E[relu(1 - D(x))] + E[relu(1 + D(G(z)))] for one discriminator."""
-    return jnp.mean(relu(1.0 - real_scores)) + jnp.mean(relu(1.0 + fake_scores))
+    return jnp.mean(relu(1.0 - real_scores)) + hinge_fake_loss(fake_scores)
+
+
+def hinge_fake_loss(scores):
+    """E[relu(1 + D(x))]: the hinge of clips one discriminator must score as fakes."""
+    return jnp.mean(relu(1.0 + scores))
 
 
 def generator_adversarial_loss(fake_scores):
@@ -29,7 +34,7 @@ def discriminator_loss(real_spatial, fake_spatial, real_temporal, fake_temporal)
 def mismatched_label_loss(spatial, temporal):
     """E[relu(1 + D_S(x, y'))] + E[relu(1 + D_T(x, y'))]: real clips x given a wrong class
     y' are scored as fakes (the matching-aware discriminator of Reed et al., 2016)."""
-    return jnp.mean(relu(1.0 + spatial)) + jnp.mean(relu(1.0 + temporal))
+    return hinge_fake_loss(spatial) + hinge_fake_loss(temporal)
 
 
 def generator_loss(fake_spatial, fake_temporal):

@@ -53,6 +53,7 @@ def test_paper_configs_carry_the_paper_hyperparameters():
         # This project's departures from the paper are off.
         assert config.train.augment == "" and config.train.r1_gamma == 0.0, name
         assert config.train.mismatched_label_weight == 0.0, name
+        assert config.train.mismatched_conditioning_weight == 0.0, name
         assert config.model.g_class_embedding_scale == 1.0, name
 
 

@@ -25,6 +25,7 @@ from dvd_gan.training.accumulation import accumulated_gradients
 from dvd_gan.training.memory import memory_advice
 from dvd_gan.training.state import discriminator_params
 from dvd_gan.training.step import (
+    SWAP_STREAM,
     StepParts,
     augmented,
     discriminator_batch_loss,
@@ -35,6 +36,7 @@ from dvd_gan.training.step import (
     generator_update,
     jit_train_step,
     mismatched_labels,
+    swapped_conditioning,
     update_inputs,
 )
 
@@ -99,10 +101,13 @@ def test_d_steps_discriminator_updates_per_generator_update_and_lazy_r1():
 def test_prediction_step_conditions_on_real_frames_and_scores_generated_ones():
     """Inside a real DVD-GAN-FP train step (jitted, 2 D updates and a G update), recorded
     through Flax's method interception: every fake video D sees starts with the real clip's
-    C conditioning frames; every frame D_S scores is a generated frame of its video (never
-    a conditioning frame); and G's update changes the conditioning stack's parameters."""
+    C conditioning frames; with train.mismatched_conditioning_weight, D also sees each real
+    continuation after the other clip's conditioning frames; every frame D_S scores is a
+    generated frame of its video (never a conditioning frame); and G's update changes the
+    conditioning stack's parameters."""
     c, k = 2, 2
     config = tiny_config(16, num_frames=5, num_conditioning_frames=c, k_frames=k)
+    config.train.mismatched_conditioning_weight = 1.0
     batch = _batch(config, batch_size=2)
     records = []
 
@@ -134,15 +139,22 @@ def test_prediction_step_conditions_on_real_frames_and_scores_generated_ones():
     d_calls = [v for kind, v in records if kind == "SpatialDiscriminator"]
     scored = [v for kind, v in records if kind == "scored"]
     temporal = [v for kind, v in records if kind == "TemporalDiscriminator"]
-    # Per D update D_S and D_T see [real; fake] (4 rows); in G's update the fake alone.
-    assert [len(v) for v in d_calls] == [len(v) for v in temporal] == [4, 4, 2]
+    # Per D update D_S and D_T see [real; fake; swapped] (6 rows); in G's update the fake.
+    assert [len(v) for v in d_calls] == [len(v) for v in temporal] == [6, 6, 2]
     for i, (spatial_videos, temporal_videos) in enumerate(zip(d_calls, temporal, strict=True)):
         np.testing.assert_array_equal(spatial_videos, temporal_videos)
         conditioning = real[min(i, 1), :, :c]
-        fakes = spatial_videos[-2:]
+        fakes = spatial_videos[2:4] if i < 2 else spatial_videos
         np.testing.assert_allclose(fakes[:, :c], conditioning, atol=1e-6)
+        if i < 2:
+            swapped = spatial_videos[4:]
+            np.testing.assert_allclose(swapped[:, :c], conditioning[::-1], atol=1e-6)
+            np.testing.assert_allclose(swapped[:, c:], real[i, :, c:], atol=1e-6)
+    d_calls = [v[:4] for v in d_calls[:2]] + d_calls[2:]  # D_S's frames of swapped: unused
+    scored = [
+        v.reshape(-1, k, *v.shape[1:])[: len(d)] for v, d in zip(scored, d_calls, strict=True)
+    ]
     for videos, frames in zip(d_calls, scored, strict=True):
-        frames = frames.reshape(len(videos), k, *frames.shape[1:])
         for row, video in enumerate(videos):
             for frame in frames[row]:
                 distances = np.abs(video - frame).max(axis=(1, 2, 3))
@@ -527,6 +539,59 @@ def test_mismatched_labels_need_a_class_conditional_model():
     config = tiny_config(16, num_frames=4)
     config.train.mismatched_label_weight = 1.0
     with pytest.raises(ValueError, match="model.num_classes >= 2"):
+        StepParts.from_config(config, None)
+
+
+@pytest.mark.slow
+def test_mismatched_conditioning_is_scored_by_the_temporal_d_as_fake():
+    """With train.mismatched_conditioning_weight w, D's loss on a DVD-GAN-FP micro-batch
+    grows by exactly w times the hinge of D_T's scores of its real continuations after the
+    previous clip's conditioning frames, augmented, scored as fakes. Planted: the clips not
+    swapped, D_S's scores used, or the augmentation left out: each fails."""
+    c = 2
+    config = tiny_config(16, num_frames=4, num_conditioning_frames=c)
+    config.train.augment = "color,translation"
+    config.batch_size, config.train.accumulation_steps = 6, 2
+    state = state_lib.init_state(config, jax.random.key(0))
+    real = jax.random.uniform(jax.random.key(1), (3, 4, 16, 16, 3), minval=-1, maxval=1)
+    labels, rows = jnp.zeros(3, jnp.int32), jnp.array([1, 3, 5])
+    key = jax.random.key(2)
+    losses_by_weight = {}
+    for weight in (0.0, 0.5):
+        config.train.mismatched_conditioning_weight = weight
+        parts = StepParts.from_config(config, None)
+        z, rngs = update_inputs(key, 3, parts)
+        loss, (metrics, *_) = jax.jit(
+            functools.partial(
+                discriminator_batch_loss, state=state, key=key, rngs=rngs, parts=parts
+            )
+        )(discriminator_params(state), real, z, labels, rows, 1)
+        losses_by_weight[weight] = loss
+    swapped = jnp.concatenate([real[jnp.array([2, 0, 1]), :c], real[:, c:]], axis=1)
+    swapped = augmented(swapped, jax.random.fold_in(key, SWAP_STREAM), 1, parts)
+    (_, dt), _ = discriminator_scores(
+        state.spatial_d, state.temporal_d, swapped, labels, rows, rngs, parts, train=True
+    )
+    np.testing.assert_allclose(
+        losses_by_weight[0.5] - losses_by_weight[0.0],
+        0.5 * losses.hinge_fake_loss(dt),
+        rtol=1e-4,
+    )
+    np.testing.assert_allclose(metrics["dt_real_mismatched_conditioning"], jnp.mean(dt), rtol=1e-5)
+
+
+def test_swapped_conditioning_takes_the_previous_clips_frames():
+    real = jnp.arange(3 * 4).reshape(3, 4, 1, 1, 1).astype(jnp.float32)
+    swapped = np.asarray(swapped_conditioning(real, 2))[..., 0, 0, 0]
+    np.testing.assert_array_equal(swapped, [[8, 9, 2, 3], [0, 1, 6, 7], [4, 5, 10, 11]])
+    with pytest.raises(ValueError, match="at least 2 clips"):
+        swapped_conditioning(real[:1], 2)
+
+
+def test_mismatched_conditioning_needs_a_frame_conditional_model():
+    config = tiny_config(16, num_frames=4)
+    config.train.mismatched_conditioning_weight = 1.0
+    with pytest.raises(ValueError, match="model.num_conditioning_frames > 0"):
         StepParts.from_config(config, None)
 
 

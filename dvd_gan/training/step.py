@@ -37,6 +37,7 @@ MUTABLE_G = ["batch_stats", models.SPECTRAL_STATS]
 MUTABLE_D = [models.SPECTRAL_STATS]
 AUGMENT_STREAM = 0xA06
 MISMATCH_STREAM = 0x315
+SWAP_STREAM = 0x5A9
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +63,14 @@ class StepParts:
                 f"train.mismatched_label_weight={config.train.mismatched_label_weight} needs a "
                 f"class-conditional model (model.num_classes >= 2, not "
                 f"{config.model.num_classes}); set it to 0."
+            )
+        if config.train.mismatched_conditioning_weight > 0 and not (
+            config.model.num_conditioning_frames
+        ):
+            raise ValueError(
+                f"train.mismatched_conditioning_weight="
+                f"{config.train.mismatched_conditioning_weight} needs a frame-conditional model "
+                f"(model.num_conditioning_frames > 0, DVD-GAN-FP); set it to 0."
             )
         generator, spatial_d, temporal_d = models.build(config.model)
         g_optimizer, d_optimizer = optimizers(config.train)
@@ -151,49 +160,67 @@ def discriminator_batch_loss(d_params, real, z, labels, rows, index, *, state, k
     nothing but the order of sums. Returns (loss, (metrics, D_S's and D_T's spectral-norm
     statistics, G's statistics))."""
     batch_size = real.shape[0] * parts.train.accumulation_steps
-    conditioning = real[:, : parts.num_conditioning] if parts.num_conditioning else None
+    c = parts.num_conditioning
+    conditioning = real[:, :c] if c else None
     fake, g_stats = generate(state.generator, z, labels, conditioning, parts)
     both = augmented(jnp.concatenate([real, jax.lax.stop_gradient(fake)]), key, index, parts)
-    real = both[: real.shape[0]]
-    scored, scored_labels, scored_rows = both, [labels, labels], [rows, rows + batch_size]
-    mismatched = parts.train.mismatched_label_weight > 0
-    if mismatched:
+    augmented_real = both[: real.shape[0]]
+    scored, scored_labels, scored_rows = [both], [labels, labels], [rows, rows + batch_size]
+    train = parts.train
+    if train.mismatched_label_weight > 0:
         # The real clips once more, each with another class: scored as fakes, they make the
         # projection tell classes apart while the clips' realism alone already separates
         # real from fake (not in the paper; docs/design.md, section 6).
-        scored = jnp.concatenate([both, real])
+        scored.append(augmented_real)
         scored_labels.append(mismatched_labels(labels, rows, key, parts.num_classes))
+        scored_rows.append(rows)
+    if train.mismatched_conditioning_weight > 0:
+        # Each real continuation after another clip's conditioning frames, scored by D_T as
+        # a fake, so that D_T checks that a continuation follows its conditioning frames
+        # (not in the paper; docs/design.md, section 6).
+        swapped = swapped_conditioning(real, c)
+        scored.append(augmented(swapped, jax.random.fold_in(key, SWAP_STREAM), index, parts))
+        scored_labels.append(labels)
         scored_rows.append(rows)
     spatial_vars = {**state.spatial_d, "params": d_params["spatial"]}
     temporal_vars = {**state.temporal_d, "params": d_params["temporal"]}
     (ds_scores, dt_scores), (ds_stats, dt_stats) = discriminator_scores(
         spatial_vars,
         temporal_vars,
-        scored,
+        jnp.concatenate(scored),
         jnp.concatenate(scored_labels),
         jnp.concatenate(scored_rows),
         rngs,
         parts,
         train=True,
     )
-    real_s, fake_s, *wrong_s = jnp.split(ds_scores, len(scored_rows))
-    real_t, fake_t, *wrong_t = jnp.split(dt_scores, len(scored_rows))
+    real_s, fake_s, *extra_s = jnp.split(ds_scores, len(scored_rows))
+    real_t, fake_t, *extra_t = jnp.split(dt_scores, len(scored_rows))
     total, terms = losses.discriminator_loss(real_s, fake_s, real_t, fake_t)
     metrics = {}
-    train = parts.train
-    if mismatched:
-        mismatch = losses.mismatched_label_loss(wrong_s[0], wrong_t[0])
+    if train.mismatched_label_weight > 0:
+        wrong_s, wrong_t = extra_s.pop(0), extra_t.pop(0)
+        mismatch = losses.mismatched_label_loss(wrong_s, wrong_t)
         total = total + train.mismatched_label_weight * mismatch
         metrics |= {
             "d_loss_mismatched": mismatch,
-            "ds_real_mismatched": jnp.mean(wrong_s[0]),
-            "dt_real_mismatched": jnp.mean(wrong_t[0]),
+            "ds_real_mismatched": jnp.mean(wrong_s),
+            "dt_real_mismatched": jnp.mean(wrong_t),
+        }
+    if train.mismatched_conditioning_weight > 0:
+        # D_S's scores of these clips are left out: it sees only their real continuation.
+        swapped_t = extra_t.pop(0)
+        swap_loss = losses.hinge_fake_loss(swapped_t)
+        total = total + train.mismatched_conditioning_weight * swap_loss
+        metrics |= {
+            "d_loss_mismatched_conditioning": swap_loss,
+            "dt_real_mismatched_conditioning": jnp.mean(swapped_t),
         }
     if train.r1_gamma > 0:
         # Lazy R1 (not in the paper): every r1_every-th step only, scaled up to match.
         penalty = jax.lax.cond(
             state.step % train.r1_every == 0,
-            lambda v: r1_penalty(*v, real, labels, rows, rngs, parts),
+            lambda v: r1_penalty(*v, augmented_real, labels, rows, rngs, parts),
             lambda v: jnp.zeros((), jnp.float32),
             (spatial_vars, temporal_vars),
         )
@@ -217,6 +244,19 @@ def mismatched_labels(labels, rows, key, num_classes: int):
     keys = clip_keys(jax.random.fold_in(key, MISMATCH_STREAM), rows, rows.shape[0])
     offsets = jax.vmap(lambda k: jax.random.randint(k, (), 1, num_classes))(keys)
     return (labels + offsets) % num_classes
+
+
+def swapped_conditioning(real, num_conditioning: int):
+    """real [b, T, H, W, 3] -> each clip's continuation after the previous clip's (cyclically)
+    first `num_conditioning` frames, [b, T, H, W, 3]."""
+    if real.shape[0] < 2:
+        raise ValueError(
+            "train.mismatched_conditioning_weight needs micro-batches of at least 2 clips, to "
+            "take each clip's conditioning frames from another; lower "
+            "train.accumulation_steps or set the weight to 0."
+        )
+    others = jnp.roll(real[:, :num_conditioning], 1, axis=0)
+    return jnp.concatenate([others, real[:, num_conditioning:]], axis=1)
 
 
 def r1_penalty(spatial_vars, temporal_vars, real, labels, rows, rngs, parts: StepParts):
