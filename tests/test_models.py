@@ -19,6 +19,7 @@ from dvd_gan.models.layers import (
     TimeStackedConv,
     avg_pool,
     conv_general_dilated,
+    float32_affine,
     upsample_2x,
 )
 
@@ -392,6 +393,23 @@ def test_conv_gru_matches_the_equations(constant_input, zero_state, candidate):
     activation = {"relu": jax.nn.relu, "tanh": jnp.tanh}[candidate]
     expected = _reference_gru(params, x_seq, h0, activation)
     np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_float32_affine_sums_a_bfloat16_bias_gradient_in_float32():
+    """A bias added to a bf16 activation of 32k positions per channel: its gradient within
+    1% of f32 arithmetic's (adding it in bf16 sums the gradient in bf16: about 12% off)."""
+    x = jax.random.normal(jax.random.key(0), (8, 4, 16, 16, 32))
+    weights = jax.random.normal(jax.random.key(1), x.shape)
+
+    def loss(bias, dtype):
+        y = float32_affine(x.astype(dtype), 1.0, bias)
+        assert y.dtype == dtype
+        return jnp.sum(y.astype(jnp.float32) * weights)
+
+    bias = jnp.zeros(32)
+    reference = jax.grad(loss)(bias, jnp.float32)
+    mixed = jax.grad(loss)(bias, jnp.bfloat16)
+    assert jnp.linalg.norm(mixed - reference) / jnp.linalg.norm(reference) < 0.01
 
 
 def test_bfloat16_conv_gru_keeps_its_state_in_float32():

@@ -1,15 +1,24 @@
 """One train step, computed on 1 and 8 devices, with parameters split over a model axis,
-in two processes, and in bfloat16: each layout computes the same update."""
+in two processes: each layout computes the same update; and bfloat16 against float32."""
+
+import functools
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import free_port, sgd_like, start_worker, tiny_config, wait_for_workers
 
 from dvd_gan import sharding
 from dvd_gan.training import state as state_lib
-from dvd_gan.training.state import init_state
-from dvd_gan.training.step import jit_train_step
+from dvd_gan.training.state import discriminator_params, init_state
+from dvd_gan.training.step import (
+    StepParts,
+    discriminator_batch_loss,
+    generator_batch_loss,
+    jit_train_step,
+    update_inputs,
+)
 
 # Agreement between layouts of the same step, trained with `sgd_like` so that an update is
 # proportional to its gradient. Sums over the batch (BatchNorm statistics, losses,
@@ -123,35 +132,46 @@ def test_step_traces_once_and_updates_everything(step_results):
         assert all(np.isfinite(v) for v in metrics.values())
 
 
-def test_bfloat16_step_agrees_with_float32():
-    """bf16 computation (f32 parameters, optimizer and statistics) against f32, one step.
-    Losses and scores agree within 5%. Adam with beta1 = 0 moves a parameter by at most
-    lr * sqrt(1 + beta2) per update (lr * sign(gradient) on the first), so two runs differ
-    by at most twice that per update, reached only where bf16 rounding flips the sign of
-    a near-zero gradient: a small fraction of the parameters."""
+def _relative_error(reference, other) -> float:
+    """|other - reference| / |reference| over all leaves of two pytrees, as one vector."""
+    a, b = (
+        np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(t)])
+        for t in (reference, other)
+    )
+    return float(np.linalg.norm(b - a) / np.linalg.norm(a))
+
+
+def test_bfloat16_gradients_agree_with_float32():
+    """bf16 computation (f32 parameters) against f32, on the same state, clips and z: D's
+    and G's losses, scores and gradients agree within what bf16's 8-bit mantissa allows.
+    Measured on this tiny config: losses within 0.3%, D's gradient within 1.3%, G's within
+    11% (cosine 0.994; no single module accounts for it: computing the ConvGRU, the
+    BatchNorms or the class-conditional BatchNorms in f32 each leaves 15-22% under a random
+    cotangent). Planted: the biases and BatchNorm offsets added in bf16 (their gradients
+    then summed in bf16 over every position) gave D's gradient a 9.7% error."""
     config = tiny_config(num_frames=4, num_classes=3)
+    state = init_state(config, jax.random.key(0))
+    real = jax.random.uniform(jax.random.key(1), (8, 4, 16, 16, 3), minval=-1, maxval=1)
+    labels, rows, key = jnp.arange(8) % 3, jnp.arange(8), jax.random.key(2)
     results = {}
     for dtype in ("float32", "bfloat16"):
         config.model.dtype = dtype
-        results[dtype] = _run_steps(config, jax.devices()[:1], 1)
-    ([state_32], [m32], _), ([state_16], [m16], _) = results["float32"], results["bfloat16"]
+        parts = StepParts.from_config(config, None)
+        z, rngs = update_inputs(key, 8, parts)
+        given = dict(state=state, key=key, rngs=rngs, parts=parts)
+        d_grad, (d_metrics, *_) = jax.jit(
+            jax.grad(functools.partial(discriminator_batch_loss, **given), has_aux=True)
+        )(discriminator_params(state), real, z, labels, rows, 0)
+        g_grad, (g_metrics, _) = jax.jit(
+            jax.grad(functools.partial(generator_batch_loss, **given), has_aux=True)
+        )(state.generator["params"], z, labels, None, rows, 0)
+        results[dtype] = jax.device_get((d_grad, g_grad, {**d_metrics, **g_metrics}))
+    (d32, g32, m32), (d16, g16, m16) = results["float32"], results["bfloat16"]
     for name in ("d_loss", "g_loss", "ds_real", "ds_fake", "dt_real", "dt_fake"):
-        np.testing.assert_allclose(m16[name], m32[name], rtol=0.05, atol=0.05, err_msg=name)
-    lr = max(config.train.g_learning_rate, config.train.d_learning_rate)
-    bound = 2 * config.train.d_steps * lr * np.sqrt(1 + config.train.adam_b2) * 1.001
-    flipped, total = 0, 0
-    for name in ("generator", "spatial_d", "temporal_d"):
-        for a, b in zip(
-            jax.tree_util.tree_leaves(getattr(state_32, name)["params"]),
-            jax.tree_util.tree_leaves(getattr(state_16, name)["params"]),
-            strict=True,
-        ):
-            assert a.dtype == b.dtype == np.float32
-            difference = np.abs(a - b)
-            assert np.all(difference <= bound), name
-            flipped += int(np.sum(difference > lr))
-            total += a.size
-    assert flipped / total < 0.05, flipped / total
+        np.testing.assert_allclose(m16[name], m32[name], rtol=0.01, err_msg=name)
+    assert all(x.dtype == np.float32 for x in jax.tree_util.tree_leaves((d16, g16)))
+    assert _relative_error(d32, d16) < 0.04, _relative_error(d32, d16)
+    assert _relative_error(g32, g16) < 0.2, _relative_error(g32, g16)
 
 
 def test_ema_copies_before_its_start_and_averages_after(step_results):

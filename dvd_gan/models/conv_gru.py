@@ -21,7 +21,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from dvd_gan.models.layers import ORTHOGONAL, fold_time, spectral_norm, unfold_time
+from dvd_gan.models.layers import (
+    ORTHOGONAL,
+    float32_affine,
+    fold_time,
+    spectral_norm,
+    unfold_time,
+)
 
 
 def _conv2d(x, kernel):
@@ -64,14 +70,15 @@ class _ConvGRURecurrence(nn.Module):
                 -1,
             )
         )
-        all_bias = cast(jnp.concatenate([reset_bias, update_bias, candidate_bias]))
+        all_bias = jnp.concatenate([reset_bias, update_bias, candidate_bias])
 
         x = cast(x)
         if x.ndim == 4:  # The same input at every step: convolve it once.
-            x_terms = [_conv2d(x, all_x) + all_bias] * num_steps
+            x_terms = [float32_affine(_conv2d(x, all_x), 1.0, all_bias)] * num_steps
         else:
             batch_size = x.shape[0]
-            x_terms = unfold_time(_conv2d(fold_time(x), all_x) + all_bias, batch_size)
+            x_terms = float32_affine(_conv2d(fold_time(x), all_x), 1.0, all_bias)
+            x_terms = unfold_time(x_terms, batch_size)
             # A split, not T index slices: the gradient of a split is one concatenation,
             # that of each slice a pad of the whole tensor (T of them, all summed).
             x_terms = [x_t[:, 0] for x_t in jnp.split(x_terms, num_steps, axis=1)]

@@ -17,6 +17,26 @@ SPECTRAL_STATS = "spectral_stats"
 ORTHOGONAL = nn.initializers.orthogonal()
 
 
+def float32_affine(x, scale, offset):
+    """x * scale + offset, computed in float32 and returned in x's dtype.
+
+    Mixed precision: a bias's or scale's gradient is a sum over every position it is
+    broadcast to (batch, time, height, width); rounded to bfloat16 at each partial sum, such
+    a sum over ~10^4 positions loses about a tenth of its value (tests/test_models.py). In
+    float32 the sum accumulates in float32, while x and its gradient stay in x's dtype (XLA
+    fuses the casts with the arithmetic, so no float32 copy of x is kept).
+    """
+    affine = x.astype(jnp.float32) * jnp.asarray(scale, jnp.float32)
+    return (affine + jnp.asarray(offset, jnp.float32)).astype(x.dtype)
+
+
+def _promote_keeping_bias_float32(inputs, kernel, bias, dtype=None):
+    """flax's `promote_dtype` for a layer's inputs and kernel; the bias stays in its float32
+    parameter dtype, so that the layer adds it in float32 (see `float32_affine`)."""
+    inputs, kernel = nn.dtypes.promote_dtype(inputs, kernel, dtype=dtype)
+    return inputs, kernel, bias
+
+
 def spectral_norm(layer: nn.Module, n_steps: int = 1, name: str | None = None) -> nn.Module:
     """Wraps `layer` so that every weight of ndim >= 2 is divided by its top singular value."""
     return nn.SpectralNorm(layer, n_steps=n_steps, collection_name=SPECTRAL_STATS, name=name)
@@ -124,9 +144,7 @@ class TimeStackedConv(nn.Module):
             dimension_numbers=("NHWC", "HWIO", "NHWC"),
         )
         if self.use_bias:
-            y = y + jnp.asarray(
-                self.param("bias", nn.initializers.zeros, (self.features,)), self.dtype
-            )
+            y = float32_affine(y, 1.0, self.param("bias", nn.initializers.zeros, (self.features,)))
         return y.reshape(n, t, h, w, self.features)
 
 
@@ -170,9 +188,11 @@ class SNConv(nn.Module):
                 padding="SAME",
                 kernel_init=ORTHOGONAL,
                 conv_general_dilated=conv_general_dilated,
+                promote_dtype=_promote_keeping_bias_float32,
                 **common,
             )
-        return spectral_norm(conv, self.sn_steps, name="sn")(x, update_stats=update_stats)
+        y = spectral_norm(conv, self.sn_steps, name="sn")(x, update_stats=update_stats)
+        return y.astype(self.dtype)
 
 
 class SNDense(nn.Module):
@@ -190,9 +210,11 @@ class SNDense(nn.Module):
             use_bias=self.use_bias,
             kernel_init=ORTHOGONAL,
             dtype=self.dtype,
+            promote_dtype=_promote_keeping_bias_float32,
             name="dense",
         )
-        return spectral_norm(dense, self.sn_steps, name="sn")(x, update_stats=update_stats)
+        y = spectral_norm(dense, self.sn_steps, name="sn")(x, update_stats=update_stats)
+        return y.astype(self.dtype)
 
 
 class ClassEmbedding(nn.Module):
@@ -281,7 +303,7 @@ class ConditionalBatchNorm(nn.Module):
         linear = dict(use_bias=True, sn_steps=self.sn_steps, dtype=self.dtype)
         gain = SNDense(features, name="gain", **linear)(cond, update_stats=train)
         bias = SNDense(features, name="bias", **linear)(cond, update_stats=train)
-        return x * (1.0 + gain[:, None, None, None, :]) + bias[:, None, None, None, :]
+        return float32_affine(x, 1.0 + gain[:, None, None, None, :], bias[:, None, None, None, :])
 
 
 class FrameBatchNorm(nn.Module):
@@ -300,7 +322,7 @@ class FrameBatchNorm(nn.Module):
         x = frame_batch_norm(train, self.momentum, self.epsilon, self.dtype, name="bn")(x)
         scale = self.param("scale", nn.initializers.ones, (features,))
         offset = self.param("offset", nn.initializers.zeros, (features,))
-        return x * scale.astype(x.dtype) + offset.astype(x.dtype)
+        return float32_affine(x, scale, offset)
 
 
 def _bilinear_2x_along(x, axis: int):
