@@ -1,17 +1,20 @@
 """What class-conditional and DVD-GAN-FP runs write, on one-digit Moving MNIST: the loop's
 sample grids, the sample command's clips and pictures, and the evaluation's digit metrics."""
 
+import functools
 import json
 
 import av
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import run_module
 from PIL import Image
 
 from dvd_gan.evaluation.features import real_clips
-from dvd_gan.generation import sampling
-from dvd_gan.training.checkpointing import load_config
+from dvd_gan.generation import sampling, standing_stats
+from dvd_gan.pixels import scale_to_unit_range
+from dvd_gan.training.checkpointing import load_config, restore_generator
 
 # Each test needs a subprocess training of its mode, and most another command on top.
 pytestmark = pytest.mark.slow
@@ -19,6 +22,42 @@ pytestmark = pytest.mark.slow
 
 def _png(path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
+
+
+@functools.cache
+def _generator(workdir: str):
+    """The run's newest checkpoint, restored in this process: its config, EMA weights, G's
+    variables with the EMA generator's standing statistics and with the raw generator's,
+    and a sampler."""
+    config, step, ema, g_vars = restore_generator(workdir)
+    standing = standing_stats.StandingStatistics(config)(
+        ema,
+        g_vars,
+        standing_stats.standing_key(config, step),
+        standing_stats.real_conditioning(config),
+    )
+    return config, ema, standing, g_vars, sampling.make_sampler(config)
+
+
+def _sampled_here(workdir, z, labels) -> tuple[np.ndarray, np.ndarray]:
+    """G's clips uint8 [N, T', H, W, 3] for z and labels (after the first N held-out clips'
+    conditioning frames in DVD-GAN-FP), sampled in this process with the standing
+    statistics and with the raw ones."""
+    config, ema, standing, raw, sampler = _generator(str(workdir))
+    conditioning = None
+    if c := config.model.num_conditioning_frames:
+        real = real_clips(config.data, config.data.eval_split, len(z))["videos"]
+        conditioning = scale_to_unit_range(jnp.asarray(real[:, :c]))
+    return tuple(np.asarray(sampler(ema, v, z, labels, conditioning)) for v in (standing, raw))
+
+
+def _assert_standing(made, standing, raw):
+    """`made` is G's output with its standing statistics, not with the raw ones: equal up to
+    a rounding step in a few pixels (another batch size), where the raw statistics move
+    most pixels."""
+    difference = np.abs(made.astype(int) - standing)
+    assert difference.max() <= 1 and np.mean(difference > 0) < 0.01
+    assert np.mean(made != raw) > 0.2
 
 
 def test_prediction_loop_grids_show_the_real_conditioning_frames(prediction_workdir):
@@ -38,6 +77,13 @@ def test_prediction_loop_grids_show_the_real_conditioning_frames(prediction_work
             np.testing.assert_array_equal(cell[inner], shown[i, t][inner])
             np.testing.assert_array_equal(cell[0, size // 2], [255, 0, 0])
         assert grid[y, 2 * (size + 1) + size // 2].tolist() != [255, 0, 0]  # G's: not outlined
+    z, labels = sampling.sample_inputs(config, 4, config.seed)
+    conditioning = scale_to_unit_range(real[:, :2])
+    grids = [
+        sampling.sample_grids(v, np.asarray(labels), 0, conditioning).frames
+        for v in _sampled_here(prediction_workdir, z, labels)
+    ]
+    _assert_standing(_png(prediction_workdir / "samples" / "step_0000002.png"), *grids)
 
 
 def test_prediction_samples_hold_the_real_clips(prediction_workdir, tmp_path):
@@ -51,6 +97,8 @@ def test_prediction_samples_hold_the_real_clips(prediction_workdir, tmp_path):
     config = load_config(str(prediction_workdir))
     real = real_clips(config.data, "test", 4)["videos"]
     assert int(samples["num_conditioning"]) == 2
+    z, labels = sampling.sample_inputs(config, 4, 0)
+    _assert_standing(samples["videos"][:, 2:], *_sampled_here(prediction_workdir, z, labels))
     np.testing.assert_array_equal(samples["real"], real)
     np.testing.assert_array_equal(samples["videos"][:, :2], real[:, :2])
     assert samples["videos"].shape == real.shape
@@ -73,6 +121,14 @@ def test_conditional_grids_and_samples_go_by_class(conditional_workdir, tmp_path
     with av.open(str(conditional_workdir / "samples" / "step_0000002.gif")) as container:
         frame = next(container.decode(video=0)).to_ndarray(format="rgb24")
     assert frame.shape[:2] == (10 * 65 - 1, 2 * 65 - 1)  # a row per class, a column per z
+    config = load_config(str(conditional_workdir))
+    z, labels = sampling.sample_inputs(config, 20, config.seed)
+    grids = [
+        sampling.sample_grids(v, np.asarray(labels), 10).frames
+        for v in _sampled_here(conditional_workdir, z, labels)
+    ]
+    _assert_standing(_png(conditional_workdir / "samples" / "step_0000002.png"), *grids)
+    z, labels = sampling.sample_inputs(config, 6, 0)
     for flags, expected in (([], np.arange(6) % 10), (["--class_id=3"], np.full(6, 3))):
         output = tmp_path / f"c{len(flags)}.npz"
         run_module(
@@ -83,6 +139,9 @@ def test_conditional_grids_and_samples_go_by_class(conditional_workdir, tmp_path
             *flags,
         )
         np.testing.assert_array_equal(np.load(output)["labels"], expected)
+    _assert_standing(
+        np.load(tmp_path / "c0.npz")["videos"], *_sampled_here(conditional_workdir, z, labels)
+    )
 
 
 def _evaluate(workdir, metrics, check=True):

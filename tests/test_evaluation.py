@@ -8,6 +8,9 @@ import scipy.linalg
 from conftest import free_port, run_module, start_worker, tiny_config, wait_for_workers
 
 from dvd_gan.evaluation import c3d, features, metrics, video_metrics
+from dvd_gan.generation import standing_stats
+from dvd_gan.generation.evaluation import evaluate_generator
+from dvd_gan.training.checkpointing import restore_generator
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +134,42 @@ def test_in_training_fvd_is_logged_with_its_protocol(smoke_workdir):
             assert result[name] >= 0.0 and result[f"{name}_real"] > 0.0, name
 
 
+def _pixel_statistics_here(workdir, step: int, num_videos: int, batch_size: int, seed: int):
+    """`diversity` and `motion` of a run's EMA generator at `step`, evaluated in this
+    process with its standing statistics, then with the raw generator's statistics."""
+    config, step, ema, g_vars = restore_generator(str(workdir), step)
+    key = standing_stats.standing_key(config, step)
+    standing = standing_stats.StandingStatistics(config)(ema, g_vars, key)
+    config.eval.batch_size = batch_size
+    return [
+        evaluate_generator(
+            config,
+            ema,
+            variables,
+            metrics=("diversity", "motion"),
+            num_videos=num_videos,
+            split="test",
+            extractor=None,
+            seed=seed,
+        )
+        for variables in (standing, g_vars)
+    ]
+
+
+def _assert_standing(result: dict, standing: dict, raw: dict):
+    for name in ("diversity", "motion"):
+        np.testing.assert_allclose(result[name], standing[name], rtol=1e-4, err_msg=name)
+        assert abs(raw[name] - standing[name]) > 0.01 * standing[name], name
+
+
+@pytest.mark.slow
+def test_in_training_evaluation_uses_the_standing_statistics(smoke_workdir):
+    """The loop's evaluation of step 2 (before test_evaluate_a_workdir overwrites its file)
+    equals one computed here with the EMA generator's standing statistics, not the raw."""
+    result = json.loads((smoke_workdir / "eval" / "step_0000002.json").read_text())
+    _assert_standing(result, *_pixel_statistics_here(smoke_workdir, 2, 4, 4, seed=0))
+
+
 @pytest.mark.slow
 def test_evaluate_real_against_fake_files(tmp_path, mnist_data_dir):
     config = tiny_config(resolution=32, num_frames=10)
@@ -184,6 +223,7 @@ def test_evaluate_a_workdir(smoke_workdir, tmp_path):
     )  # fmt: skip
     report = json.loads(untrained.stdout.strip().splitlines()[-1])
     assert report["step"] == 0 and report["motion_real"] > 0 and report["diversity"] > 0
+    _assert_standing(report, *_pixel_statistics_here(smoke_workdir, 0, 10, 10, seed=0))
 
 
 @pytest.mark.slow
