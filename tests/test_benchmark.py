@@ -9,7 +9,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import pytest
-from conftest import ROOT, run_module
+from conftest import ROOT, run_module, xla_flags
 
 from dvd_gan import cost
 from dvd_gan.compiler import compiler_options
@@ -37,7 +37,7 @@ def measured_report(profile_dir):
         "--config=configs/smoke.py",
         "--steps=2",
         f"--profile_dir={profile_dir}",
-        env={**os.environ, "XLA_FLAGS": ""},
+        env={**os.environ, "XLA_FLAGS": xla_flags(1)},
     )
 
 
