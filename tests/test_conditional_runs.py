@@ -5,7 +5,6 @@ import functools
 import json
 
 import av
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import run_module
@@ -26,7 +25,7 @@ def _png(path) -> np.ndarray:
 
 @functools.cache
 def _generator(workdir: str):
-    """The run's newest checkpoint, restored in this process: its config, EMA weights, G's
+    """The run's newest checkpoint, restored in this process: its EMA weights, G's
     variables with the EMA generator's standing statistics and with the raw generator's,
     and a sampler."""
     config, step, ema, g_vars = restore_generator(workdir)
@@ -36,18 +35,14 @@ def _generator(workdir: str):
         standing_stats.standing_key(config, step),
         standing_stats.real_conditioning(config),
     )
-    return config, ema, standing, g_vars, sampling.make_sampler(config)
+    return ema, standing, g_vars, sampling.make_sampler(config)
 
 
-def _sampled_here(workdir, z, labels) -> tuple[np.ndarray, np.ndarray]:
-    """G's clips uint8 [N, T', H, W, 3] for z and labels (after the first N held-out clips'
-    conditioning frames in DVD-GAN-FP), sampled in this process with the standing
+def _sampled_here(workdir, z, labels, conditioning=None) -> tuple[np.ndarray, np.ndarray]:
+    """G's clips uint8 [N, T', H, W, 3] for z and labels (and DVD-GAN-FP's conditioning
+    frames [N, C, H, W, 3] in [-1, 1]), sampled in this process with the standing
     statistics and with the raw ones."""
-    config, ema, standing, raw, sampler = _generator(str(workdir))
-    conditioning = None
-    if c := config.model.num_conditioning_frames:
-        real = real_clips(config.data, config.data.eval_split, len(z))["videos"]
-        conditioning = scale_to_unit_range(jnp.asarray(real[:, :c]))
+    ema, standing, raw, sampler = _generator(str(workdir))
     return tuple(np.asarray(sampler(ema, v, z, labels, conditioning)) for v in (standing, raw))
 
 
@@ -81,7 +76,7 @@ def test_prediction_loop_grids_show_the_real_conditioning_frames(prediction_work
     conditioning = scale_to_unit_range(real[:, :2])
     grids = [
         sampling.sample_grids(v, np.asarray(labels), 0, conditioning).frames
-        for v in _sampled_here(prediction_workdir, z, labels)
+        for v in _sampled_here(prediction_workdir, z, labels, conditioning)
     ]
     _assert_standing(_png(prediction_workdir / "samples" / "step_0000002.png"), *grids)
 
@@ -98,7 +93,9 @@ def test_prediction_samples_hold_the_real_clips(prediction_workdir, tmp_path):
     real = real_clips(config.data, "test", 4)["videos"]
     assert int(samples["num_conditioning"]) == 2
     z, labels = sampling.sample_inputs(config, 4, 0)
-    _assert_standing(samples["videos"][:, 2:], *_sampled_here(prediction_workdir, z, labels))
+    conditioning = scale_to_unit_range(real[:, :2])
+    generated = _sampled_here(prediction_workdir, z, labels, conditioning)
+    _assert_standing(samples["videos"][:, 2:], *generated)
     np.testing.assert_array_equal(samples["real"], real)
     np.testing.assert_array_equal(samples["videos"][:, :2], real[:, :2])
     assert samples["videos"].shape == real.shape
