@@ -12,6 +12,7 @@ from conftest import tiny_config
 from dvd_gan import losses, models
 from dvd_gan.models.blocks import DiscriminatorBlock, GeneratorBlock
 from dvd_gan.models.conv_gru import ConvGRU, _ConvGRURecurrence
+from dvd_gan.models.discriminators import TEMPORAL_D_INPUTS
 from dvd_gan.models.layers import (
     SPECTRAL_STATS,
     ClassEmbedding,
@@ -265,20 +266,32 @@ def test_temporal_discriminator_depends_on_video_only_through_2x2_pooling():
     assert np.max(np.abs(before - shifted)) > 1e-3
 
 
-@pytest.mark.parametrize("phi", ["identity", "avg4x4", "random_half_crop"])
+@pytest.mark.parametrize("phi", TEMPORAL_D_INPUTS)
 def test_temporal_discriminator_input_transforms(phi):
+    """Each phi gives D_T its input size, scores every clip, and passes a gradient to every
+    D_T parameter (the scores, not a hinge loss, whose bias gradient can cancel). Inside the
+    train step, avg2x2 (the smoke config's) and random_half_crop (tests/test_step.py's
+    conditional clips) run too; the step handles D_T the same way whatever its phi."""
     config = tiny_config(16, num_frames=4, temporal_d_input=phi)
     _, _, temporal_d = models.build(config.model)
     videos = _videos(config, 2)
     rngs = {"params": KEY, "frames": KEY}
     variables = temporal_d.init(rngs, videos, None)
     phi_x = temporal_d.apply(variables, videos, method="phi", rngs={"frames": KEY})
-    size = {"identity": 16, "avg4x4": 4, "random_half_crop": 8}[phi]
+    size = {"identity": 16, "avg2x2": 8, "avg4x4": 4, "random_half_crop": 8}[phi]
     assert phi_x.shape == (2, 4, size, size, 3)
     if phi == "random_half_crop":  # a crop of the video, at some position
         crops = [videos[:, :, y : y + 8, x : x + 8] for y in range(9) for x in range(9)]
         assert any(np.allclose(phi_x[0], crop[0]) for crop in crops)
-    assert temporal_d.apply(variables, videos, None, rngs={"frames": KEY}).shape == (2,)
+
+    def total_score(params):
+        scores = temporal_d.apply({**variables, "params": params}, videos, None, rngs=rngs)
+        assert scores.shape == (2,)
+        return scores.sum()
+
+    grads = jax.jit(jax.grad(total_score))(variables["params"])
+    for path, grad in jax.tree_util.tree_leaves_with_path(grads):
+        assert np.all(np.isfinite(grad)) and np.any(grad != 0), jax.tree_util.keystr(path)
 
 
 @pytest.mark.parametrize("which", [1, 2])

@@ -1,5 +1,5 @@
-"""What one real train step does: every D_T input transform trains, D and G update counts,
-the DVD-GAN-FP step's videos and gradients, and the EMA generator's standing statistics."""
+"""What one real train step does: D and G update counts, lazy R1, the DVD-GAN-FP step's videos
+and gradients, the EMA generator's standing statistics, accumulation and DiffAugment."""
 
 import dataclasses
 import functools
@@ -15,7 +15,6 @@ from conftest import tiny_config
 from dvd_gan import losses, models, sharding
 from dvd_gan.generation.standing_stats import StandingStatistics, standing_inputs
 from dvd_gan.models.discriminators import (
-    TEMPORAL_D_INPUTS,
     FrameScorer,
     SpatialDiscriminator,
     TemporalDiscriminator,
@@ -74,23 +73,26 @@ def _adam_count(opt_state) -> int:
     return counts[0]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("phi", TEMPORAL_D_INPUTS)
-def test_every_temporal_d_input_trains_a_step(phi):
-    config = tiny_config(16, num_frames=4, temporal_d_input=phi)
-    _, state, history = _steps(config, 1)
-    assert int(state.step) == 1
-    assert all(np.isfinite(v) for v in history[0].values()), history[0]
-
-
-@pytest.mark.slow
-def test_d_steps_discriminator_updates_per_generator_update_and_lazy_r1():
-    """Also: the lazy R1 penalty is computed on every r1_every-th step only."""
+@pytest.fixture(scope="module")
+def three_steps():
+    """Three steps of one tiny config, shared by the tests below: 3 D updates per G update,
+    lazy R1 every 2nd step, and an EMA from step 0 with decay 0.5 (so that it moves away
+    from G's weights). Returns (config, initial state, final state, metrics of each step)."""
     config = tiny_config(16, num_frames=4)
     config.train.d_steps = 3
     config.train.r1_gamma = 1.0
     config.train.r1_every = 2
-    _, state, history = _steps(config, 3)
+    config.train.ema_start = 0
+    config.train.ema_decay = 0.5
+    config.eval.standing_stats_batches = 3
+    config.eval.batch_size = 4
+    return config, *_steps(config, 3)
+
+
+@pytest.mark.slow
+def test_d_steps_discriminator_updates_per_generator_update_and_lazy_r1(three_steps):
+    """Also: the lazy R1 penalty is computed on every r1_every-th step only."""
+    _, _, state, history = three_steps
     assert _adam_count(state.g_opt_state) == 3
     assert _adam_count(state.d_opt_state) == 3 * 3
     penalties = [float(m["r1_penalty"]) for m in history]
@@ -166,17 +168,12 @@ def test_prediction_step_conditions_on_real_frames_and_scores_generated_ones():
 
 
 @pytest.mark.slow
-def test_standing_statistics_are_the_ema_generators_batch_statistics():
+def test_standing_statistics_are_the_ema_generators_batch_statistics(three_steps):
     """After steps in which the EMA weights moved away from G's, the sampler's statistics
     are the mean over the standing batches of the EMA generator's per-time-step batch
     statistics, computed here another way (the run's own momentum from zero statistics,
     divided back out), and differ from the raw generator's running averages."""
-    config = tiny_config(16, num_frames=4)
-    config.train.ema_start = 0
-    config.train.ema_decay = 0.5
-    config.eval.standing_stats_batches = 3
-    config.eval.batch_size = 4
-    _, state, _ = _steps(config, 3)
+    config, _, state, _ = three_steps
     ema, g_vars = state.ema_params, state.generator
     assert not np.allclose(
         jax.tree_util.tree_leaves(ema)[0], jax.tree_util.tree_leaves(g_vars["params"])[0]
