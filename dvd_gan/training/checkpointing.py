@@ -34,6 +34,19 @@ ITEMS = ("progress",) + tuple(
     field.name for field in dataclasses.fields(TrainState) if field.name not in PROGRESS
 )
 
+# Orbax writes a replicated array cooperatively ("replica-parallel"): each device holding a
+# copy transfers and writes one slice of it, which costs a compiled slice per array shape
+# and device on the first save (on one host of 8 devices, hundreds of compiles for a small
+# model, with nothing to gain: the slices come from the same host memory). Slices below
+# this size are not worth it; above it (a paper config's large kernels over a pod's hosts)
+# the writes are still shared.
+MIN_REPLICA_SLICE_BYTES = 4 * 2**20
+ocp.type_handlers.register_type_handler(
+    jax.Array,
+    ocp.type_handlers.ArrayHandler(min_slice_bytes_for_replica_parallel=MIN_REPLICA_SLICE_BYTES),
+    override=True,
+)
+
 
 def to_items(state: TrainState) -> dict:
     """TrainState -> {checkpoint item: pytree}."""
