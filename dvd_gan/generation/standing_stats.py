@@ -27,7 +27,6 @@ from jax.sharding import Mesh
 
 from dvd_gan import models, sharding
 from dvd_gan.compiler import jit
-from dvd_gan.data.pipeline import ClipPipeline
 
 STATISTICS = ("batch_stats", models.SPECTRAL_STATS)
 
@@ -141,6 +140,10 @@ def real_conditioning(config: ml_collections.ConfigDict, mesh: Mesh | None = Non
     c = config.model.num_conditioning_frames
     if not c:
         return None
+    # Imported here: the data pipeline brings TensorFlow (seconds of start-up), which the
+    # sample and evaluate commands need only for DVD-GAN-FP runs and real clips.
+    from dvd_gan.data.pipeline import ClipPipeline
+
     split = splits_rows(config, mesh)
     processes = jax.process_count() if split else 1
     clips = ClipPipeline(
