@@ -137,9 +137,8 @@ def test_step_on_one_and_eight_devices_agrees(step_results, initial_state):
 def test_step_traces_once_and_updates_everything(step_results, initial_state):
     _, ([*_, state], history, step), _ = step_results
     assert step._cache_size() == 1, "a second step must not recompile"
-    initial = initial_state
     for name in ("generator", "spatial_d", "temporal_d"):
-        before = jax.tree_util.tree_leaves(getattr(initial, name)["params"])
+        before = jax.tree_util.tree_leaves(getattr(initial_state, name)["params"])
         after = jax.tree_util.tree_leaves(getattr(state, name)["params"])
         assert all(not np.array_equal(a, b) for a, b in zip(before, after, strict=True)), name
     assert np.any(state.generator["batch_stats"]["head_bn"]["bn"]["mean"] != 0)
