@@ -140,7 +140,7 @@ def real_conditioning(config: ml_collections.ConfigDict, mesh: Mesh | None = Non
     c = config.model.num_conditioning_frames
     if not c:
         return None
-    # Imported here: the data pipeline brings TensorFlow (seconds of start-up), which the
+    # Imported here: the data pipeline brings TensorFlow, a long import that the
     # sample and evaluate commands need only for DVD-GAN-FP runs and real clips.
     from dvd_gan.data.pipeline import ClipPipeline
 
